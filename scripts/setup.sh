@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Install everything the study needs and link the data. Idempotent: a second run is a quick no-op.
+#   STUDY_VENV     where the virtualenv lives (default: ~/.cache/fkstudy/venv-<hash of requirements.lock>,
+#                  shared by clones with the same lock; .venv in the repo links to it)
+#   FLIPKART_DATA  a folder with flipkart_com-ecommerce_sample_1050.csv and Images/
+#                  (default: ../shared/data/flipkart beside the repo, when it exists)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+lock_hash=$(cat requirements.txt requirements.lock | sha256sum | cut -c1-12)
+VENV="${STUDY_VENV:-$HOME/.cache/fkstudy/venv-$lock_hash}"
+if [ ! -x "$VENV/bin/python" ] || [ ! -f "$VENV/.complete" ]; then
+  echo "setup: creating $VENV (first run installs TensorFlow + PyTorch: several minutes)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  # requirements.txt: what we use (pinned); requirements.lock: the full resolved set, as constraints
+  "$VENV/bin/pip" install -q -r requirements.txt -c requirements.lock
+  touch "$VENV/.complete"
+fi
+ln -sfn "$VENV" .venv
+
+# WordNet 3.0 for the lemmatizer: Debian's package copied into the venv's nltk_data
+# (NLTK's downloader cannot reach its server here; NLTK refuses symlinks in corpora/)
+WN="$VENV/nltk_data/corpora/wordnet"
+if [ ! -f "$WN/lexnames" ]; then
+  if [ ! -f /usr/share/wordnet/data.noun ] || [ ! -f /usr/share/wordnet/index.sense ]; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq wordnet-base wordnet-sense-index >/dev/null
+  fi
+  mkdir -p "$WN"
+  find /usr/share/wordnet -maxdepth 1 -type f -exec cp {} "$WN/" \;
+  cp scripts/wordnet_lexnames.txt "$WN/lexnames"
+fi
+
+# The data: never committed, linked into data/raw/flipkart
+SRC="${FLIPKART_DATA:-}"
+if [ -z "$SRC" ] && [ -d "$ROOT/../shared/data/flipkart" ]; then SRC="$ROOT/../shared/data/flipkart"; fi
+if [ -n "$SRC" ]; then
+  SRC="$(cd "$SRC" && pwd)"
+  mkdir -p data/raw
+  if [ "$(readlink data/raw/flipkart 2>/dev/null || true)" != "$SRC" ]; then
+    rm -rf data/raw/flipkart && ln -s "$SRC" data/raw/flipkart
+  fi
+  want=7c15bcff313c827d403fedebb19a10569527c0aef6fdd6a4d1e41e37c380c20f
+  got=$(sha256sum "data/raw/flipkart/flipkart_com-ecommerce_sample_1050.csv" | cut -d' ' -f1)
+  [ "$got" = "$want" ] || echo "setup: WARNING: CSV sha256 $got differs from the public sample's $want" >&2
+elif [ ! -e data/raw/flipkart ]; then
+  cat >&2 <<MSG
+setup: no data. The study uses the public Flipkart sample (1050 products, 7 categories):
+  the OpenClassrooms "Dataset projet prétraitement textes images" archive, a subset of PromptCloud's
+  "Flipkart Products" crawl on Kaggle. Unzip it and run:  FLIPKART_DATA=/path/to/folder bash scripts/setup.sh
+  (the folder holds flipkart_com-ecommerce_sample_1050.csv and Images/), or set data.raw_dir in params.yaml.
+MSG
+  exit 2
+fi
+echo "setup: ok — activate with: source .venv/bin/activate"

@@ -1,0 +1,155 @@
+"""Unsupervised evaluation of a feature set: reduce -> KMeans(k = n classes) -> ARI / silhouette.
+
+One t-SNE draw is too noisy to compare methods, so every reduction is repeated
+over `n_seeds` seeds and reported as mean ± std.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+from sklearn.preprocessing import StandardScaler
+
+
+def normalize(X: np.ndarray, how: str) -> np.ndarray:
+    X = X.astype(np.float64)
+    if how == "l2":
+        norms = np.linalg.norm(X, axis=1, keepdims=True)
+        return X / np.where(norms > 0, norms, 1.0)
+    if how == "standard":
+        return StandardScaler().fit_transform(X)
+    if how == "none":
+        return X
+    raise ValueError(f"unknown normalisation {how!r}")
+
+
+def pca(X: np.ndarray, n_components: int, seed: int) -> np.ndarray:
+    k = int(min(n_components, X.shape[0] - 1, X.shape[1]))
+    return PCA(n_components=k, svd_solver="full" if max(X.shape) <= 5000 else "randomized",
+               random_state=seed).fit_transform(X)
+
+
+def tsne(X: np.ndarray, perplexity: float, pca_components: int, seed: int, n_jobs: int = 1,
+         metric: str = "euclidean", init: str = "random") -> np.ndarray:
+    """2-D t-SNE; `pca_components` > 0 first reduces with PCA (faster, but measured to cost ARI here).
+
+    With init="pca" sklearn's t-SNE ignores the seed (every draw is the same embedding); with
+    init="random" each seed is a different draw, which is what repeating over seeds is for.
+    """
+    Z = pca(X, pca_components, seed) if 0 < pca_components < X.shape[1] else X
+    perplexity = min(perplexity, (X.shape[0] - 1) / 3)
+    return TSNE(n_components=2, perplexity=perplexity, metric=metric, init=init, learning_rate="auto",
+                random_state=seed, n_jobs=n_jobs).fit_transform(Z)
+
+
+def reduce(X: np.ndarray, how: str, p: dict, seed: int, n_jobs: int = 1) -> np.ndarray:
+    if how == "none":
+        return X
+    if how == "pca":
+        return pca(X, p["pca_components"], seed)
+    if how == "tsne":
+        return tsne(X, p["tsne_perplexity"], p["tsne_pca_components"], seed, n_jobs, p["tsne_metric"],
+                    p["tsne_init"])
+    raise ValueError(f"unknown reduction {how!r}")
+
+
+def kmeans(Z: np.ndarray, k: int, seed: int, n_init: int) -> np.ndarray:
+    return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(Z)
+
+
+def matched_accuracy(labels: np.ndarray, clusters: np.ndarray) -> float:
+    """Accuracy after the best one-to-one cluster -> class assignment (Hungarian)."""
+    table = pd.crosstab(labels, clusters).to_numpy()
+    r, c = linear_sum_assignment(-table)
+    return float(table[r, c].sum() / len(labels))
+
+
+SEED_FREE = ("none", "pca")  # full-SVD PCA does not depend on the seed: only KMeans' init varies
+
+
+@dataclass
+class Draw:
+    reduction: str
+    seed: int
+    ari: float
+    nmi: float
+    matched_accuracy: float
+    silhouette_clusters: float
+    silhouette_true: float
+    embedding: np.ndarray
+    clusters: np.ndarray
+
+
+def evaluate(X: np.ndarray, labels: np.ndarray, p: dict, seed: int, n_jobs: int = 1) -> list[Draw]:
+    """All draws: every reduction in p['reductions'] × p['n_seeds'] seeds."""
+    labels = np.asarray(labels)
+    k = len(np.unique(labels))
+    Xn = normalize(X, p["normalize"])
+    draws = []
+    for how in p["reductions"]:
+        fixed = reduce(Xn, how, p, seed, n_jobs) if how in SEED_FREE else None
+        for s in range(seed, seed + p["n_seeds"]):
+            Z = fixed if fixed is not None else reduce(Xn, how, p, s, n_jobs)
+            clusters = kmeans(Z, k, s, p["kmeans_n_init"])
+            sil_c = float(silhouette_score(Z, clusters)) if len(np.unique(clusters)) > 1 else float("nan")
+            draws.append(Draw(how, s, float(adjusted_rand_score(labels, clusters)),
+                              float(normalized_mutual_info_score(labels, clusters)),
+                              matched_accuracy(labels, clusters), sil_c,
+                              float(silhouette_score(Z, labels)), Z, clusters))
+    return draws
+
+
+def summarize(draws: list[Draw], primary: str) -> dict:
+    """Flat metrics: `<metric>` for the primary reduction, `<reduction>.<metric>_mean/_std` for all."""
+    out: dict = {}
+    frame = pd.DataFrame([{k: v for k, v in d.__dict__.items() if k not in ("embedding", "clusters")}
+                          for d in draws])
+    for how, g in frame.groupby("reduction", sort=False):
+        stats = {}
+        for m in ("ari", "nmi", "matched_accuracy", "silhouette_clusters", "silhouette_true"):
+            stats[f"{m}_mean"] = round(float(g[m].mean()), 4)
+            stats[f"{m}_std"] = round(float(g[m].std(ddof=1)) if len(g) > 1 else 0.0, 4)
+        stats["n_seeds"] = int(len(g))
+        out[how] = stats
+    if primary not in out:
+        raise ValueError(f"cluster.primary={primary!r} is not among cluster.reductions {list(out)}")
+    best = max(out, key=lambda h: out[h]["ari_mean"])
+    out.update(ari=out[primary]["ari_mean"], ari_std=out[primary]["ari_std"],
+               silhouette=out[primary]["silhouette_clusters_mean"], primary_reduction=primary,
+               best_reduction=best, best_ari=out[best]["ari_mean"])
+    return out
+
+
+def centroid_distances(X: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+    """Cosine distance between class centroids of the (l2-normalised) features."""
+    Xn = normalize(X, "l2")
+    classes = sorted(np.unique(labels))
+    C = np.stack([Xn[labels == c].mean(0) for c in classes])
+    C = C / np.linalg.norm(C, axis=1, keepdims=True).clip(min=1e-12)
+    D = 1 - C @ C.T
+    np.fill_diagonal(D, 0.0)
+    return pd.DataFrame(D.clip(min=0), index=classes, columns=classes)
+
+
+def contingency(labels: np.ndarray, clusters: np.ndarray) -> pd.DataFrame:
+    """Categories × clusters counts, clusters ordered to match categories (Hungarian)."""
+    table = pd.crosstab(pd.Series(labels, name="category"), pd.Series(clusters, name="cluster"))
+    r, c = linear_sum_assignment(-table.to_numpy())
+    order = [table.columns[j] for _, j in sorted(zip(r, c))]
+    order += [col for col in table.columns if col not in order]
+    return table[order]
+
+
+def labels_for(ids: np.ndarray, catalog: pd.DataFrame, where: str = "features") -> np.ndarray:
+    """True categories for feature rows, joined on product id (never on row order)."""
+    by_id = catalog.set_index("id")["category"]
+    unknown = [i for i in ids if i not in by_id.index]
+    if unknown:
+        raise ValueError(f"{where}: {len(unknown)} feature ids are not in the catalog, e.g. {unknown[:3]}")
+    return by_id.loc[list(ids)].to_numpy()

@@ -1,0 +1,65 @@
+"""The preprocessed-image cache every image extractor reads (data/interim/images.npz).
+
+An uncompressed `.npz` holding
+  images  uint8 [n, H, W, 3]   RGB, already resized (see fkstudy.image.preprocess)
+  ids     unicode [n]          catalog `id` of each image, sorted
+  meta    unicode scalar       JSON: size, aspect, decoding params, ...
+loaded with allow_pickle=False. Uncompressed because the pixels barely compress and
+loading must be fast for every extractor stage.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from fkstudy.io import FeatureFileError, _json_default, atomic_path
+
+REQUIRED = ("images", "ids", "meta")
+
+
+def _check(images: np.ndarray, ids: np.ndarray, where: str) -> None:
+    if images.dtype != np.uint8:
+        raise FeatureFileError(f"{where}: images must be uint8, got {images.dtype}")
+    if images.ndim != 4 or images.shape[3] != 3:
+        raise FeatureFileError(f"{where}: images must be [n, H, W, 3], got shape {images.shape}")
+    if ids.ndim != 1 or ids.dtype.kind != "U":
+        raise FeatureFileError(f"{where}: ids must be a 1-D array of strings, got {ids.dtype} {ids.shape}")
+    if len(ids) != images.shape[0]:
+        raise FeatureFileError(f"{where}: {len(ids)} ids for {images.shape[0]} images")
+    if len(set(ids.tolist())) != len(ids):
+        raise FeatureFileError(f"{where}: duplicate ids")
+
+
+def save_image_cache(path: str | os.PathLike, images: np.ndarray, ids, meta: dict) -> None:
+    """Write the cache atomically (a killed stage never leaves a truncated file)."""
+    images = np.asarray(images)
+    ids = np.asarray([str(i) for i in ids], dtype=str) if len(ids) else np.zeros(0, dtype="<U1")
+    _check(images, ids, str(path))
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, images=images, ids=ids,
+                     meta=np.asarray(json.dumps(meta, sort_keys=True, default=_json_default)))
+
+
+def load_image_cache(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Return (images uint8 [n, H, W, 3], ids unicode [n], meta dict); FeatureFileError if malformed."""
+    path = Path(path)
+    if not path.exists():
+        raise FeatureFileError(f"{path}: image cache not found (run the prep_images stage first)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = sorted(set(REQUIRED) - set(z.files))
+            if missing:
+                raise FeatureFileError(f"{path}: not an image cache, missing arrays {missing}")
+            images, ids, meta = z["images"], z["ids"], json.loads(str(z["meta"]))
+    except FeatureFileError:
+        raise
+    except Exception as exc:  # zip / format / pickle-refused errors from numpy, bad JSON
+        raise FeatureFileError(f"{path}: unreadable image cache ({type(exc).__name__}: {exc})") from None
+    if not isinstance(meta, dict):
+        raise FeatureFileError(f"{path}: meta must be a JSON object, got {type(meta).__name__}")
+    _check(images, ids, str(path))
+    return images, ids, meta

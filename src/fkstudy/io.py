@@ -1,0 +1,150 @@
+"""Atomic writes and the one feature-file format every extractor shares.
+
+A feature file is an `.npz` holding
+  X    float32 [n, d]   one row per product
+  ids  unicode [n]      the catalog `id` of each row (joins are on id, never on order)
+  meta unicode scalar   JSON: extractor name, params, weights source, ...
+and is loaded with allow_pickle=False.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+
+class FeatureFileError(ValueError):
+    """A feature file is missing, malformed or does not match the catalog."""
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename onto `path` only if the block succeeds.
+
+    A stage killed half-way leaves the previous file (or none), never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes),
+                               dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are ordinary files
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def write_parquet(path: str | os.PathLike, df: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> None:
+    """Save a matplotlib figure atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png",
+                    metadata={"Software": None} if path.suffix == ".png" else None)
+    plt.close(fig)
+
+
+def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """An uncompressed .npz readable by np.load, written atomically and byte-for-byte reproducibly.
+
+    np.savez stamps the current time into each zip entry, so identical arrays give a new file hash
+    on every run and DVC re-runs everything downstream; here every entry gets a fixed timestamp.
+    """
+    with atomic_path(path) as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, arr in arrays.items():
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.external_attr = 0o644 << 16
+                with zf.open(info, "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
+
+
+def save_features(path: str | os.PathLike, X: np.ndarray, ids, meta: dict) -> None:
+    X = np.asarray(X, dtype=np.float32)
+    ids = np.asarray([str(i) for i in ids])
+    _check_features(X, ids, str(path))
+    save_npz(path, X=X, ids=ids, meta=np.asarray(json.dumps(meta, sort_keys=True, default=_json_default)))
+
+
+def _check_features(X: np.ndarray, ids: np.ndarray, where: str) -> None:
+    if X.ndim != 2:
+        raise FeatureFileError(f"{where}: X must be 2-D [n, d], got shape {X.shape}")
+    if X.dtype != np.float32:
+        raise FeatureFileError(f"{where}: X must be float32, got {X.dtype}")
+    if ids.ndim != 1 or len(ids) != X.shape[0]:
+        raise FeatureFileError(f"{where}: {len(ids)} ids for {X.shape[0]} rows of X")
+    if len(set(ids.tolist())) != len(ids):
+        raise FeatureFileError(f"{where}: duplicate ids")
+    if X.shape[0] and not np.isfinite(X).all():
+        bad = int((~np.isfinite(X)).any(axis=1).sum())
+        raise FeatureFileError(f"{where}: {bad} rows of X contain NaN/inf")
+
+
+def load_features(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict]:
+    path = Path(path)
+    if not path.exists():
+        raise FeatureFileError(f"{path}: feature file not found (run its extractor stage first)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = {"X", "ids", "meta"} - set(z.files)
+            if missing:
+                raise FeatureFileError(f"{path}: not a feature file, missing arrays {sorted(missing)}")
+            X, ids, meta = z["X"], z["ids"], json.loads(str(z["meta"]))
+    except FeatureFileError:
+        raise
+    except Exception as exc:  # zipfile/format errors from numpy
+        raise FeatureFileError(f"{path}: unreadable feature file ({type(exc).__name__}: {exc})") from None
+    if ids.dtype.kind != "U":
+        raise FeatureFileError(f"{path}: ids must be strings, got dtype {ids.dtype}")
+    _check_features(X, ids, str(path))
+    return X, ids, meta
+
+
+def align(X: np.ndarray, ids: np.ndarray, catalog_ids, where: str = "features") -> np.ndarray:
+    """Rows of X reordered to `catalog_ids`. Every requested id must be present."""
+    index = {k: i for i, k in enumerate(ids.tolist())}
+    missing = [c for c in catalog_ids if c not in index]
+    if missing:
+        raise FeatureFileError(f"{where}: {len(missing)} catalog ids have no feature row, e.g. {missing[:3]}")
+    return X[[index[c] for c in catalog_ids]]

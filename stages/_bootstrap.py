@@ -1,0 +1,16 @@
+"""Put the repo's src/ first on sys.path (and set process-wide env before any library loads).
+
+Stages import the library from the checkout they run in (also inside the temp
+copies DVC makes for queued experiments), not from an installed copy elsewhere.
+"""
+import os
+import sys
+from pathlib import Path
+
+# OpenMP threads that spin while waiting made t-SNE/KMeans 10-20x slower when another job held a
+# core (measured on the 2-core machines). Passive waiting must be set before any library loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+if str(SRC) not in sys.path:
+    sys.path.insert(0, str(SRC))

@@ -1,0 +1,52 @@
+"""The pipeline end to end on a small real subset, in a temporary copy of the repository."""
+import json
+import os
+import re
+
+import mlflow
+import pandas as pd
+import pytest
+
+from .conftest import run
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def reproduced(small_repo):
+    proc = run(["dvc", "repro"], small_repo)
+    return small_repo, proc.stdout + proc.stderr
+
+
+def test_repro_builds_every_output(reproduced):
+    repo, _ = reproduced
+    catalog = pd.read_parquet(repo / "data/interim/catalog.parquet")
+    assert len(catalog) == 73 and catalog["id"].is_unique  # 7 × 10 sampled + the 3 without a photo
+    assert set(catalog["split"]) == {"train", "val", "test"}
+    problems = pd.read_csv(repo / "reports/ingest_problems.csv")
+    assert (problems["kind"] == "image_missing").sum() == 3  # kept for text, listed with their reason
+    for m in ("bow", "tfidf", "word2vec", "glove", "bert", "use"):
+        metrics = json.loads((repo / f"metrics/cluster/text_{m}.json").read_text())
+        assert metrics["n"] == 73
+        assert -1 <= metrics["ari"] <= 1 and metrics["tsne"]["n_seeds"] == 2
+    table = pd.read_csv(repo / "reports/summary.csv")
+    assert len(table) == 6
+    readme = (repo / "README.md").read_text()
+    block = readme.split("<!-- results:begin -->")[1].split("<!-- results:end -->")[0]
+    assert all(f"text_{m}" in block for m in ("tfidf", "use"))
+
+
+def test_second_repro_runs_nothing(reproduced):
+    repo, _ = reproduced
+    out = run(["dvc", "repro"], repo).stdout
+    assert "Running stage" not in out, out
+    assert re.search(r"up to date", out), out
+
+
+def test_word2vec_training_is_an_mlflow_run(reproduced):
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])  # the temp store the fixture set
+    runs = mlflow.search_runs(experiment_names=["flipkart-product-classification"],
+                              filter_string="tags.stage = 'text_features@word2vec'")
+    assert len(runs) >= 1
+    assert runs.iloc[0]["metrics.vocab_size"] > 0
+    assert runs.iloc[0]["params.vector_size"] == "100"

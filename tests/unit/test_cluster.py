@@ -1,0 +1,157 @@
+"""Clustering evaluation on generated blobs: ARI, summaries, matching, and the join on id."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_blobs
+from threadpoolctl import threadpool_limits
+
+from fkstudy.evaluate import cluster as cl
+
+P = dict(reductions=["none", "pca", "tsne"], primary="tsne", pca_components=5, tsne_perplexity=10,
+         tsne_pca_components=10, tsne_metric="euclidean", normalize="l2", n_seeds=2, kmeans_n_init=4)
+CLASSES = np.array(["Baby Care", "Computers", "Watches", "Home Furnishing"])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_openmp_thread():
+    """t-SNE/KMeans use OpenMP; on this shared 2-core machine libgomp's spin-waiting barriers made a
+    120-point t-SNE take ~80 s with 2 threads (0.2 s with 1 thread or OMP_WAIT_POLICY=passive)."""
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(4, 20)) * 10 + 5  # 4 distinct directions: l2 normalisation keeps them apart
+    X, y = make_blobs(n_samples=120, centers=centers, cluster_std=0.5, random_state=0)
+    ids = np.array([f"p{i:04d}" for i in rng.permutation(1000)[:120]])
+    catalog = pd.DataFrame({"id": ids, "category": CLASSES[y]}).sort_values("id").reset_index(drop=True)
+    return X.astype(np.float32), ids, CLASSES[y], catalog
+
+
+@pytest.fixture(scope="module")
+def draws(blobs):
+    X, _, labels, _ = blobs
+    return cl.evaluate(X, labels, P, seed=3)
+
+
+def test_all_reductions_recover_the_blobs(draws):
+    assert [(d.reduction, d.seed) for d in draws] == [(r, s) for r in ("none", "pca", "tsne") for s in (3, 4)]
+    for d in draws:
+        assert d.ari > 0.99 and d.nmi > 0.99 and d.matched_accuracy == 1.0, d.reduction
+        assert d.silhouette_true > 0.5 and d.clusters.shape == (120,)
+    shapes = {d.reduction: d.embedding.shape for d in draws}
+    assert shapes == {"none": (120, 20), "pca": (120, 5), "tsne": (120, 2)}
+
+
+def test_seed_free_reductions_share_one_embedding(draws):
+    pca_draws = [d for d in draws if d.reduction == "pca"]
+    np.testing.assert_array_equal(pca_draws[0].embedding, pca_draws[1].embedding)
+    assert pca_draws[0].seed != pca_draws[1].seed
+
+
+@pytest.mark.xfail(strict=True, reason="known issue: TSNE(init='pca') ignores random_state, so the n_seeds "
+                   "t-SNE draws are identical (only KMeans' init varies) -- reported, not fixed here")
+def test_tsne_draws_differ_per_seed(draws):
+    tsne_draws = [d for d in draws if d.reduction == "tsne"]
+    assert not np.allclose(tsne_draws[0].embedding, tsne_draws[1].embedding)
+
+
+def test_summarize_keys(draws):
+    s = cl.summarize(draws, "tsne")
+    for how in ("none", "pca", "tsne"):
+        assert s[how]["n_seeds"] == 2
+        assert set(s[how]) == {f"{m}_{st}" for m in ("ari", "nmi", "matched_accuracy", "silhouette_clusters",
+                                                        "silhouette_true") for st in ("mean", "std")} | {"n_seeds"}
+    assert s["ari"] == s["tsne"]["ari_mean"] and s["ari_std"] == s["tsne"]["ari_std"]
+    assert s["silhouette"] == s["tsne"]["silhouette_clusters_mean"]
+    assert s["primary_reduction"] == "tsne" and s["best_reduction"] in ("none", "pca", "tsne")
+    assert s["best_ari"] == max(s[h]["ari_mean"] for h in ("none", "pca", "tsne"))
+    with pytest.raises(ValueError, match="cluster.primary='umap' is not among"):
+        cl.summarize(draws, "umap")
+
+
+def _draw(how, seed, ari):
+    return cl.Draw(how, seed, ari, 0.5, 0.5, 0.1, 0.2, np.zeros((2, 2)), np.zeros(2))
+
+
+def test_summarize_mean_std_by_hand():
+    s = cl.summarize([_draw("pca", 0, 0.2), _draw("pca", 1, 0.4), _draw("tsne", 0, 0.9)], "pca")
+    assert s["pca"]["ari_mean"] == 0.3 and s["pca"]["ari_std"] == round(np.std([0.2, 0.4], ddof=1), 4)
+    assert s["tsne"]["ari_std"] == 0.0 and s["tsne"]["n_seeds"] == 1
+    assert s["ari"] == 0.3 and s["best_reduction"] == "tsne" and s["best_ari"] == 0.9
+
+
+def test_matched_accuracy():
+    labels = np.array(["a", "a", "b", "b", "c", "c"])
+    assert cl.matched_accuracy(labels, np.array([2, 2, 0, 0, 1, 1])) == 1.0
+    assert cl.matched_accuracy(labels, np.array([2, 2, 0, 1, 1, 1])) == pytest.approx(5 / 6)
+    assert cl.matched_accuracy(labels, np.array([0, 0, 0, 0, 0, 0])) == pytest.approx(2 / 6)
+
+
+def test_contingency_orders_clusters_to_match_categories():
+    labels = np.array(["a", "a", "a", "b", "b", "c", "c", "c"])
+    clusters = np.array([2, 2, 0, 0, 0, 1, 1, 2])
+    t = cl.contingency(labels, clusters)
+    assert list(t.index) == ["a", "b", "c"] and list(t.columns) == [2, 0, 1]
+    assert np.diag(t.to_numpy()).tolist() == [2, 2, 2] and t.to_numpy().sum() == 8
+
+
+def test_labels_for_joins_on_id(blobs):
+    X, ids, labels, catalog = blobs
+    assert list(catalog["id"]) != list(ids)  # catalog order differs from feature order
+    np.testing.assert_array_equal(cl.labels_for(ids, catalog), labels)
+
+
+def test_feature_row_order_does_not_change_ari(blobs):
+    """The seed study's CLIP ARI of -0.0003: labels in catalog order, features in another order."""
+    X, ids, _, catalog = blobs
+    p = {**P, "reductions": ["pca"], "primary": "pca", "n_seeds": 1}
+    perm = np.random.default_rng(1).permutation(len(ids))
+    results = []
+    for order in (np.arange(len(ids)), perm):
+        Xo, ido = X[order], ids[order]
+        results.append(cl.evaluate(Xo, cl.labels_for(ido, catalog), p, seed=0)[0].ari)
+    assert results[0] > 0.99 and results[1] == pytest.approx(results[0])
+    wrong = cl.evaluate(X[perm], catalog["category"].to_numpy(), p, seed=0)[0].ari  # joined on row order
+    assert abs(wrong) < 0.1
+
+
+def test_labels_for_unknown_ids(blobs):
+    _, ids, _, catalog = blobs
+    with pytest.raises(ValueError, match=r"clip.npz: 2 feature ids are not in the catalog.*'zz1'"):
+        cl.labels_for(np.array([ids[0], "zz1", "zz2"]), catalog, "clip.npz")
+
+
+def test_centroid_distances():
+    X = np.array([[1, 0, 0], [2, 0, 0], [0, 3, 0], [0, 1, 0], [1, 1, 0], [5, 5, 0]], dtype=np.float32)
+    labels = np.array(["x", "x", "y", "y", "z", "z"])
+    D = cl.centroid_distances(X, labels)
+    assert list(D.index) == ["x", "y", "z"] and list(D.columns) == ["x", "y", "z"]
+    A = D.to_numpy()
+    np.testing.assert_allclose(A, A.T)
+    np.testing.assert_array_equal(np.diag(A), 0)
+    assert A.min() >= 0
+    assert A[0, 1] == pytest.approx(1.0)                   # orthogonal classes
+    assert A[0, 2] == pytest.approx(1 - np.sqrt(0.5))      # 45 degrees
+
+
+def test_normalize():
+    X = np.array([[3, 4], [0, 0]], dtype=np.float32)
+    np.testing.assert_allclose(cl.normalize(X, "l2"), [[0.6, 0.8], [0, 0]])
+    S = cl.normalize(np.array([[1, 10], [3, 30]], dtype=float), "standard")
+    np.testing.assert_allclose(S, [[-1, -1], [1, 1]])
+    assert cl.normalize(X, "none").dtype == np.float64
+    with pytest.raises(ValueError, match="unknown normalisation"):
+        cl.normalize(X, "minmax")
+    with pytest.raises(ValueError, match="unknown reduction"):
+        cl.reduce(X, "umap", P, 0)
+
+
+def test_small_inputs_clamp_pca_and_perplexity():
+    X = np.random.default_rng(0).normal(size=(12, 4))
+    assert cl.pca(X, 50, 0).shape == (12, 4)
+    assert cl.tsne(X, perplexity=30, pca_components=50, seed=0).shape == (12, 2)  # perplexity < n

@@ -1,0 +1,152 @@
+"""Text features: leak-free fitting (fit_mask), pooling, Word2Vec determinism, GloVe, MiniLM, USE."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fkstudy.text import features as F
+
+VEC = dict(min_df=1, max_df=1.0, ngram_max=1, max_features=100)
+W2V = dict(vector_size=16, window=2, min_count=1, epochs=20, sg=1, pooling="mean")
+
+
+def test_bow_vocabulary_from_fit_rows_only():
+    docs = ["red watch", "blue watch watch", "green towel"]
+    X, info = F.bow(docs, VEC, fit_mask=np.array([True, True, False]))
+    assert info["vocabulary"] == ["blue", "red", "watch"] and info["vocab_size"] == 3
+    assert X.dtype == np.float32 and X.shape == (3, 3)
+    np.testing.assert_array_equal(X, [[0, 1, 1], [1, 0, 2], [0, 0, 0]])  # 'green towel' is unseen
+    X_all, info_all = F.bow(docs, VEC)
+    assert "towel" in info_all["vocabulary"] and X_all.shape == (3, 5)
+
+
+def test_tfidf_idf_from_fit_rows_only():
+    docs = ["red watch", "blue watch", "red", "red", "red green"]
+    fit = np.array([True, True, False, False, False])
+    X, info = F.tfidf(docs, {**VEC, "sublinear_tf": True}, fit_mask=fit)
+    assert info["vocabulary"] == ["blue", "red", "watch"]  # 'green' only in a non-fit row
+    # smooth idf over the 2 fit rows: ln((1+n)/(1+df)) + 1
+    idf_red, idf_watch = np.log(3 / 2) + 1, np.log(3 / 3) + 1
+    row0 = np.array([0, idf_red, idf_watch]) / np.hypot(idf_red, idf_watch)
+    np.testing.assert_allclose(X[0], row0, rtol=1e-6)
+    np.testing.assert_allclose(X[2], [0, 1, 0])
+    np.testing.assert_allclose(X[4], [0, 1, 0])
+    X_all, _ = F.tfidf(docs, {**VEC, "sublinear_tf": True})  # fitted on everything: 'red' is common, idf drops
+    assert X_all.shape[1] == 4 and not np.allclose(X_all[0, [1, 3]], X[0, [1, 2]])
+
+
+def test_tfidf_sublinear_tf():
+    docs = ["watch watch watch strap", "strap"]
+    lin, _ = F.tfidf(docs, {**VEC, "sublinear_tf": False})
+    sub, _ = F.tfidf(docs, {**VEC, "sublinear_tf": True})
+    # columns: strap, watch; idf(strap)=1, idf(watch)=ln(3/2)+1
+    idf_w = np.log(3 / 2) + 1
+    for X, tf in ((lin, 3.0), (sub, 1 + np.log(3))):
+        v = np.array([1.0, tf * idf_w])
+        np.testing.assert_allclose(X[0], v / np.linalg.norm(v), rtol=1e-6)
+
+
+def test_fit_mask_length_is_checked():
+    with pytest.raises(ValueError, match="fit_mask has 2 entries for 3 documents"):
+        F.bow(["a", "b", "c"], VEC, fit_mask=[True, False])
+
+
+def test_pool_word_vectors_mean_tfidf_and_unknown():
+    lookup = {"a": np.array([1.0, 0.0]), "b": np.array([0.0, 1.0])}
+    docs = [["a", "b"], ["a", "zzz"], ["zzz"], [], ["a", "a", "b"]]
+    X, empty = F.pool_word_vectors(docs, lookup, 2)
+    assert X.dtype == np.float32 and empty == 2
+    np.testing.assert_allclose(X, [[0.5, 0.5], [1, 0], [0, 0], [0, 0], [2 / 3, 1 / 3]])
+    Xt, _ = F.pool_word_vectors(docs, lookup, 2, "tfidf", idf={"a": 3.0, "b": 1.0})
+    np.testing.assert_allclose(Xt[0], [0.75, 0.25])
+    np.testing.assert_allclose(Xt[4], [6 / 7, 1 / 7], rtol=1e-6)
+
+
+def test_idf_from_fit_rows():
+    toks = [["a", "b"], ["a"], ["c", "c"]]
+    idf = F._idf_weights(toks, [True, True, False])
+    assert set(idf) == {"a", "b"}
+    assert idf["a"] == pytest.approx(np.log(3 / 3) + 1) and idf["b"] == pytest.approx(np.log(3 / 2) + 1)
+
+
+DOCS = ["red analog watch strap", "blue digital watch dial", "soft cotton bath towel", "cotton hand towel set",
+        "ceramic coffee mug", "steel coffee mug lid", "watch strap leather", "zebra unicorn"]
+FIT = np.array([True] * 7 + [False])
+
+
+def test_word2vec_deterministic_and_fit_rows_only():
+    X1, info1 = F.word2vec(DOCS, W2V, fit_mask=FIT, seed=7)
+    X2, _ = F.word2vec(DOCS, W2V, fit_mask=FIT, seed=7)
+    np.testing.assert_array_equal(X1, X2)
+    assert X1.dtype == np.float32 and X1.shape == (8, 16)
+    wv = info1["_model"].wv
+    assert "zebra" not in wv and "unicorn" not in wv and "watch" in wv
+    assert info1["vocab_size"] == len({w for d, m in zip(DOCS, FIT) if m for w in d.split()})
+    assert info1["docs_without_known_words"] == 1 and not X1[7].any() and X1[:7].any(axis=1).all()
+    np.testing.assert_allclose(X1[0], np.mean([wv[w] for w in DOCS[0].split()], axis=0), rtol=1e-5)
+    X3, _ = F.word2vec(DOCS, W2V, fit_mask=FIT, seed=8)
+    assert not np.allclose(X1, X3)
+
+
+def test_word2vec_tfidf_pooling():
+    X, info = F.word2vec(DOCS, {**W2V, "pooling": "tfidf"}, fit_mask=FIT, seed=7)
+    Xm, _ = F.word2vec(DOCS, W2V, fit_mask=FIT, seed=7)
+    wv, words = info["_model"].wv, DOCS[0].split()
+    idf = F._idf_weights([d.split() for d in DOCS], FIT)
+    w = np.array([idf[t] for t in words])
+    np.testing.assert_allclose(X[0], (np.stack([wv[t] for t in words]) * w[:, None]).sum(0) / w.sum(), rtol=1e-5)
+    assert not np.allclose(X[0], Xm[0])  # 'watch'/'strap' are commoner than 'red'/'analog': weighted less
+
+
+@pytest.fixture(scope="module")
+def glove_kv():
+    return F.load_glove()
+
+
+def test_glove(glove_kv, monkeypatch):
+    assert glove_kv.vector_size == 50 and glove_kv["watch"].shape == (50,) and glove_kv["watch"].dtype == np.float32
+    assert glove_kv.similarity("watch", "clock") > glove_kv.similarity("watch", "towel")
+    monkeypatch.setattr(F, "load_glove", lambda: glove_kv)
+    X, info = F.glove(["watch strap", "qqqzzzx"], {"pooling": "mean"})
+    assert X.shape == (2, 50) and X.dtype == np.float32 and info["docs_without_known_words"] == 1
+    np.testing.assert_allclose(X[0], (glove_kv["watch"] + glove_kv["strap"]) / 2, rtol=1e-6)
+    assert not X[1].any()
+
+
+TEXTS = ["Analog wrist watch for men", "Soft cotton bath towel", "Stainless steel wrist watch with date"]
+BERT = dict(input="raw", model_dir="", max_length=64, batch_size=3)
+
+
+@pytest.fixture(scope="module")
+def bert_runs():
+    X, info = F.bert(TEXTS, BERT)
+    X_again, _ = F.bert(TEXTS, BERT)
+    X_bs1, _ = F.bert(TEXTS, {**BERT, "batch_size": 1})
+    return X, X_again, X_bs1, info
+
+
+@pytest.mark.slow
+def test_bert_shape_determinism_batch_invariance(bert_runs):
+    X, X_again, X_bs1, info = bert_runs
+    assert X.shape == (3, 384) and X.dtype == np.float32 and np.isfinite(X).all()
+    np.testing.assert_array_equal(X, X_again)
+    np.testing.assert_allclose(X, X_bs1, atol=1e-5)
+    assert info["weights"] == "pretrained" and info["architecture"] == "bert"
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    sim = Xn @ Xn.T
+    assert sim[0, 2] > sim[0, 1] + 0.1  # real weights: the two watches are closer than watch/towel
+
+
+def test_bert_model_dir_must_hold_a_config(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        F.bert_model_dir(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_use():
+    X, info = F.use(TEXTS, {"input": "raw", "tfhub_handle": "", "batch_size": 2})
+    assert X.shape == (3, 512) and X.dtype == np.float32 and np.isfinite(X).all()
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    sim = Xn @ Xn.T
+    assert sim[0, 2] > sim[0, 1] + 0.1
+    assert info["weights"] == "pretrained"
