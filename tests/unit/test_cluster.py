@@ -10,7 +10,8 @@ from threadpoolctl import threadpool_limits
 from fkstudy.evaluate import cluster as cl
 
 P = dict(reductions=["none", "pca", "tsne"], primary="tsne", pca_components=5, tsne_perplexity=10,
-         tsne_pca_components=10, tsne_metric="euclidean", normalize="l2", n_seeds=2, kmeans_n_init=4)
+         tsne_pca_components=10, tsne_metric="euclidean", tsne_init="random",
+         normalize="l2", n_seeds=2, kmeans_n_init=4)
 CLASSES = np.array(["Baby Care", "Computers", "Watches", "Home Furnishing"])
 
 
@@ -53,9 +54,8 @@ def test_seed_free_reductions_share_one_embedding(draws):
     assert pca_draws[0].seed != pca_draws[1].seed
 
 
-@pytest.mark.xfail(strict=True, reason="known issue: TSNE(init='pca') ignores random_state, so the n_seeds "
-                   "t-SNE draws are identical (only KMeans' init varies) -- reported, not fixed here")
 def test_tsne_draws_differ_per_seed(draws):
+    """init="random": each seed is a new t-SNE draw (init="pca" would ignore the seed)."""
     tsne_draws = [d for d in draws if d.reduction == "tsne"]
     assert not np.allclose(tsne_draws[0].embedding, tsne_draws[1].embedding)
 
