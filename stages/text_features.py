@@ -18,7 +18,7 @@ if method not in METHODS:
 params = start_stage(f"text_features@{method}")
 p = params["text_features"][method]
 text = pd.read_parquet("data/interim/text.parquet")
-docs = text[p["input"]].fillna("").tolist()
+docs = text[f'{p["input"]}_{p["field"]}'].fillna("").tolist()
 fit_mask = (text["split"] == "train").to_numpy() if params["text_features"]["fit_on"] == "train" else None
 n_jobs, seed = params["n_jobs"], params["seed"]
 

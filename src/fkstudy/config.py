@@ -66,6 +66,7 @@ FRAC = P(float, lo=0.0, hi=1.0)
 BOOL = P(bool)
 STR = P(str)
 TEXT_INPUT = P(str, choices=("lemmas", "stems", "raw"))
+TEXT_FIELD = P(str, choices=("name", "description", "both"))
 
 SCHEMA: dict = {
     "seed": P(int, lo=0),
@@ -84,7 +85,6 @@ SCHEMA: dict = {
         "top_spec_values": POS,
     },
     "clean_text": {
-        "field": P(str, choices=("name", "description", "both")),
         "min_token_len": P(int, lo=1, hi=10),
         "stopwords": P(str, choices=("sklearn", "none")),
         "extra_stopwords": P(list, item=STR),
@@ -92,17 +92,17 @@ SCHEMA: dict = {
     },
     "text_features": {
         "fit_on": P(str, choices=("train", "all")),
-        "bow": {"input": TEXT_INPUT, "min_df": POS, "max_df": FRAC, "ngram_max": P(int, lo=1, hi=3),
+        "bow": {"field": TEXT_FIELD, "input": TEXT_INPUT, "min_df": POS, "max_df": FRAC, "ngram_max": P(int, lo=1, hi=3),
                 "max_features": POS},
-        "tfidf": {"input": TEXT_INPUT, "min_df": POS, "max_df": FRAC, "ngram_max": P(int, lo=1, hi=3),
+        "tfidf": {"field": TEXT_FIELD, "input": TEXT_INPUT, "min_df": POS, "max_df": FRAC, "ngram_max": P(int, lo=1, hi=3),
                   "max_features": POS, "sublinear_tf": BOOL},
-        "word2vec": {"input": TEXT_INPUT, "vector_size": P(int, lo=8, hi=1024), "window": P(int, lo=1, hi=50),
+        "word2vec": {"field": TEXT_FIELD, "input": TEXT_INPUT, "vector_size": P(int, lo=8, hi=1024), "window": P(int, lo=1, hi=50),
                      "min_count": POS, "epochs": P(int, lo=1, hi=1000), "sg": P(int, choices=(0, 1)),
                      "pooling": P(str, choices=("mean", "tfidf"))},
-        "glove": {"input": TEXT_INPUT, "pooling": P(str, choices=("mean", "tfidf"))},
-        "bert": {"input": TEXT_INPUT, "model_dir": STR, "max_length": P(int, lo=8, hi=512),
+        "glove": {"field": TEXT_FIELD, "input": TEXT_INPUT, "pooling": P(str, choices=("mean", "tfidf"))},
+        "bert": {"field": TEXT_FIELD, "input": TEXT_INPUT, "model_dir": STR, "max_length": P(int, lo=8, hi=512),
                  "batch_size": P(int, lo=1, hi=1024)},
-        "use": {"input": TEXT_INPUT, "tfhub_handle": STR, "batch_size": P(int, lo=1, hi=4096)},
+        "use": {"field": TEXT_FIELD, "input": TEXT_INPUT, "tfhub_handle": STR, "batch_size": P(int, lo=1, hi=4096)},
     },
     "cluster": {
         "reductions": P(list, item=P(str, choices=("none", "pca", "tsne"))),

@@ -67,6 +67,8 @@ SMALL_PARAMS = {
     "cluster.tsne_perplexity": 10,
     "cluster.pca_components": 20,
     "cluster.tsne_pca_components": 20,
+    "pretrained.allow_download": False,  # offline here: skip ~50 s of hub retries before random-init
+    "deep_features.vgg16.batch_size": 8,
 }
 
 

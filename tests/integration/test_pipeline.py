@@ -10,6 +10,9 @@ import pytest
 from .conftest import run
 
 pytestmark = pytest.mark.integration
+TEXT = ("bow", "tfidf", "word2vec", "glove", "bert", "use")
+DEEP = ("vgg16", "efficientnet_lite0", "efficientnetb0", "mobilenetv3small", "clip")
+IMAGE = ("classical", "sift_bovw", "orb_bovw", *DEEP)
 
 
 @pytest.fixture(scope="module")
@@ -25,15 +28,33 @@ def test_repro_builds_every_output(reproduced):
     assert set(catalog["split"]) == {"train", "val", "test"}
     problems = pd.read_csv(repo / "reports/ingest_problems.csv")
     assert (problems["kind"] == "image_missing").sum() == 3  # kept for text, listed with their reason
-    for m in ("bow", "tfidf", "word2vec", "glove", "bert", "use"):
+    for m in TEXT:
         metrics = json.loads((repo / f"metrics/cluster/text_{m}.json").read_text())
         assert metrics["n"] == 73
         assert -1 <= metrics["ari"] <= 1 and metrics["tsne"]["n_seeds"] == 2
+    for m in IMAGE:  # every image with a readable photo, none of the 3 missing ones
+        metrics = json.loads((repo / f"metrics/cluster/image_{m}.json").read_text())
+        assert metrics["n"] == 70, m
     table = pd.read_csv(repo / "reports/summary.csv")
-    assert len(table) == 6
+    assert sorted(table["set"]) == sorted([f"text_{m}" for m in TEXT] + [f"image_{m}" for m in IMAGE])
     readme = (repo / "README.md").read_text()
     block = readme.split("<!-- results:begin -->")[1].split("<!-- results:end -->")[0]
-    assert all(f"text_{m}" in block for m in ("tfidf", "use"))
+    assert all(s in block for s in table["set"])
+
+
+def test_weights_are_real_or_labelled(reproduced):
+    """VGG16 and Lite0 load real ImageNet weights offline; the others are labelled, never silent."""
+    repo, _ = reproduced
+    weights = {m: json.loads((repo / f"metrics/image_features/{m}.json").read_text())["weights"]
+               for m in IMAGE if m in DEEP}
+    assert weights["vgg16"] == "imagenet" and weights["efficientnet_lite0"] == "imagenet"
+    for m in ("efficientnetb0", "mobilenetv3small", "clip"):
+        assert weights[m] in ("random-init", "imagenet", "openai"), weights
+    table = pd.read_csv(repo / "reports/summary.csv").set_index("set")
+    for m, w in weights.items():
+        assert table.loc[f"image_{m}", "weights"] == w
+    if "random-init" in weights.values():
+        assert "random-init" in (repo / "reports/study_report.md").read_text()
 
 
 def test_second_repro_runs_nothing(reproduced):

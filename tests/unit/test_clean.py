@@ -108,3 +108,13 @@ def test_cleaning_metrics_by_hand(catalog):
         "stem_words": 5,
         "empty_after_cleaning": 1,
     }
+
+
+def test_clean_all_fields_matches_per_field_frames(catalog):
+    from fkstudy.text.clean import FIELDS, clean_all_fields, field_view
+
+    wide = clean_all_fields(catalog, Cleaner(SK))
+    assert list(wide["id"]) == list(catalog["id"])
+    for field in FIELDS:
+        one = clean_frame(catalog, field, Cleaner(SK))
+        pd.testing.assert_frame_equal(field_view(wide, field), one)

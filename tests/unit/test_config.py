@@ -76,7 +76,7 @@ def _del(params: dict, dotted: str) -> None:
     ("cluster.tsne_perplexity", 1.0, r"'cluster\.tsne_perplexity' must be >= 2"),
     ("data.max_image_pixels", 100, r"'data\.max_image_pixels' must be >= 10000"),
     # bad choices
-    ("clean_text.field", "title", r"'clean_text\.field' must be one of \['name', 'description', 'both'\]"),
+    ("text_features.tfidf.field", "title", r"'text_features\.tfidf\.field' must be one of \['name', 'description', 'both'\]"),
     ("text_features.word2vec.sg", 2, r"'text_features\.word2vec\.sg' must be one of"),
     ("cluster.reductions", ["pca", "umap"], r"'cluster\.reductions\[1\]' must be one of"),
     ("text_features.bow.input", "lemma", r"'text_features\.bow\.input' must be one of"),

