@@ -39,11 +39,11 @@ with timed(method, timing, "seconds"):
 
 vocabulary = info.pop("vocabulary", None)
 w2v_model = info.pop("_model", None)  # the trained gensim model, not saved in meta
+info.setdefault("weights", f"fitted on {params['text_features']['fit_on']}")
 meta = {"method": method, "modality": "text", "params": p, "fit_on": params["text_features"]["fit_on"], **info}
 io.save_features(f"data/features/text/{method}.npz", X, text["id"], meta)
 metrics = {"dim": int(X.shape[1]), "n": int(X.shape[0]), **timing,
            **{k: v for k, v in info.items() if isinstance(v, (int, float, str))}}
-metrics.setdefault("weights", "fitted" if method in ("bow", "tfidf", "word2vec") else "pretrained")
 io.write_json(f"metrics/text_features/{method}.json", metrics)
 
 if w2v_model is not None:  # the one model trained in the text half: an MLflow run
