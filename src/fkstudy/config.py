@@ -152,9 +152,12 @@ def full_schema() -> dict:
     from .image.deep_params_schema import DEEP_SCHEMA
     from .image.params_schema import IMAGE_SCHEMA
 
+    from .train.params_schema import TRAIN_SCHEMA
+
     schema = {**SCHEMA, **IMAGE_SCHEMA}
     for section, spec in DEEP_SCHEMA.items():
         schema[section] = {**schema.get(section, {}), **spec}
+    schema.update(TRAIN_SCHEMA)
     return schema
 
 

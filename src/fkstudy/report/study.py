@@ -66,8 +66,54 @@ def render_markdown(metrics: dict, table: pd.DataFrame, results_md: str) -> str:
         out += [f"Best representation: **{best['set']}** (ARI {best['ari']:.3f} ± {best['ari_std']:.3f}).", "",
                 _img(f"cluster/{best['set']}/scatter.png", f"{best['set']} map"), "",
                 _img(f"cluster/{best['set']}/contingency.png", f"{best['set']} contingency"), ""]
-    out += ["## 5. Conclusion", "", _conclusion(table), ""]
+    out += _supervised(metrics)
+    out += ["## 6. Conclusion", "", _conclusion(table), _supervised_conclusion(metrics), ""]
     return "\n".join(out)
+
+
+def _supervised(metrics: dict) -> list[str]:
+    """Section 5: classifiers on cached features (train fit, val selection, test report)."""
+    text = {k.split("/", 1)[1]: m for k, m in sorted(metrics.items()) if k.startswith("text_classifier/")}
+    ms, fu = metrics.get("multiseed"), metrics.get("fusion")
+    if not (text or ms or fu):
+        return []
+    out = ["## 5. Supervised classification (train → select on val → report on test)", ""]
+    if text:
+        out += ["| text set | head | test accuracy | macro-F1 | CV macro-F1 (train+val) |", "|---|---|---|---|---|"]
+        out += [f"| {k} | {m['head']} | {m['test_accuracy']:.3f} | {m['macro_f1']:.3f} | "
+                f"{m['cv_macro_f1']:.3f} ± {m['cv_macro_f1_std']:.3f} |" for k, m in text.items()]
+        out += ["", _img("text_classifier/bert/confusion.png", "text classifier confusion (bert)"), ""]
+    if ms:
+        out += [f"Multi-seed ({ms['n_seeds']} seeds) {ms['head']} head on {ms['features']} features "
+                f"({ms['weights']}): test accuracy **{ms['test_accuracy']:.3f} ± {ms['test_accuracy_std']:.3f}** "
+                f"(95 % CI {ms['test_accuracy_ci95_low']:.3f}–{ms['test_accuracy_ci95_high']:.3f}); "
+                "the seed study reported 0.802 ± 0.007.", "",
+                _img("multiseed/learning_curves.png", "learning curves"), ""]
+    if fu:
+        modes = [k[: -len("_test_accuracy")] for k in fu if k.endswith("_test_accuracy")
+                 and not k.startswith(("best_single", "text_", "image_"))]
+        out += [f"Fusion of {fu.get('text_set', '?')} text and {fu.get('image_set', '?')} image features "
+                "(fit on train ids only, test never seen by any fit):", "",
+                "| model | test accuracy | vs best single modality |", "|---|---|---|"]
+        for k in ("text", "image"):
+            if f"{k}_test_accuracy" in fu:
+                out.append(f"| {k} only | {fu[f'{k}_test_accuracy']:.3f} | |")
+        out += [f"| fusion ({m}) | {fu[f'{m}_test_accuracy']:.3f} | {fu.get(f'{m}_minus_best_single', 0):+.3f} |"
+                for m in modes]
+        out += ["", _img("fusion/per_class_f1.png", "per-class F1"), ""]
+    return out
+
+
+def _supervised_conclusion(metrics: dict) -> str:
+    text = {k: m for k, m in metrics.items() if k.startswith("text_classifier/")}
+    if not text:
+        return ""
+    best_key, best = max(text.items(), key=lambda kv: kv[1]["macro_f1"])
+    out = f" Supervised, the best text classifier ({best_key.split('/')[1]}) reaches macro-F1 {best['macro_f1']:.3f} on test"
+    ms = metrics.get("multiseed")
+    if ms:
+        out += f"; images alone ({ms['features']}) {ms['test_accuracy']:.3f} ± {ms['test_accuracy_std']:.3f} accuracy"
+    return out + "."
 
 
 def _conclusion(table: pd.DataFrame) -> str:
