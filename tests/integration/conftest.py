@@ -69,6 +69,7 @@ SMALL_PARAMS = {
     "cluster.tsne_pca_components": 20,
     "pretrained.allow_download": False,  # offline here: skip ~50 s of hub retries before random-init
     "deep_features.vgg16.batch_size": 8,
+    "multiseed.n_seeds": 2,
 }
 
 

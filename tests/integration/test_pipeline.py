@@ -71,3 +71,22 @@ def test_word2vec_training_is_an_mlflow_run(reproduced):
     assert len(runs) >= 1
     assert runs.iloc[0]["metrics.vocab_size"] > 0
     assert runs.iloc[0]["params.vector_size"] == "100"
+
+
+def test_training_runs_are_in_the_tracking_store(reproduced):
+    """multiseed: one parent run with a nested run per seed (each with a per-epoch curve and a
+    logged model); fusion and every text classifier: one run each."""
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name("flipkart-product-classification")
+    runs = client.search_runs([exp.experiment_id], "tags.stage = 'multiseed'")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(parents) == 1 and len(children) == 2  # n_seeds in the small params
+    child = children[0]
+    assert len(client.get_metric_history(child.info.run_id, "val_loss")) > 1
+    assert client.search_logged_models([exp.experiment_id], filter_string=f"source_run_id = '{child.info.run_id}'")
+    assert child.data.tags["git_commit"] != "unknown"
+    assert len(client.search_runs([exp.experiment_id], "tags.stage = 'fusion'")) == 1
+    text_runs = client.search_runs([exp.experiment_id], "tags.stage LIKE 'text_classifier@%'")
+    assert len(text_runs) == len(TEXT)
