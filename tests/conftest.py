@@ -3,8 +3,11 @@
 torch is imported before tensorflow can be: with torch 2.14.1, creating a torch
 model after TF had run segfaulted (measured); torch first works.
 """
+import socket
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -16,3 +19,14 @@ try:  # torch first, see above
     import torchvision  # noqa: F401
 except ImportError:  # pragma: no cover - torch is in requirements.txt
     pass
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection or resolve a host fails at once."""
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled in tests")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)

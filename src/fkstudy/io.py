@@ -121,20 +121,34 @@ def _check_features(X: np.ndarray, ids: np.ndarray, where: str) -> None:
         raise FeatureFileError(f"{where}: {bad} rows of X contain NaN/inf")
 
 
-def load_features(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict]:
+def load_npz(path: str | os.PathLike, arrays: tuple[str, ...], what: str, producer: str):
+    """Arrays `arrays` (the last one, `meta`, decoded from JSON) of an .npz written by this pipeline.
+
+    allow_pickle=False; a missing file, missing array, zip/format error or bad JSON is a
+    FeatureFileError naming the file and `what` it should have been.
+    """
     path = Path(path)
     if not path.exists():
-        raise FeatureFileError(f"{path}: feature file not found (run its extractor stage first)")
+        raise FeatureFileError(f"{path}: {what} not found (run {producer} first)")
     try:
         with np.load(path, allow_pickle=False) as z:
-            missing = {"X", "ids", "meta"} - set(z.files)
+            missing = sorted(set(arrays) - set(z.files))
             if missing:
-                raise FeatureFileError(f"{path}: not a feature file, missing arrays {sorted(missing)}")
-            X, ids, meta = z["X"], z["ids"], json.loads(str(z["meta"]))
+                article = "an" if what[0] in "aeiou" else "a"
+                raise FeatureFileError(f"{path}: not {article} {what}, missing arrays {missing}")
+            *data, meta = (z[a] for a in arrays)
+            meta = json.loads(str(meta))
     except FeatureFileError:
         raise
-    except Exception as exc:  # zipfile/format errors from numpy
-        raise FeatureFileError(f"{path}: unreadable feature file ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # zip / format / pickle-refused errors from numpy, bad JSON
+        raise FeatureFileError(f"{path}: unreadable {what} ({type(exc).__name__}: {exc})") from None
+    if not isinstance(meta, dict):
+        raise FeatureFileError(f"{path}: meta must be a JSON object, got {type(meta).__name__}")
+    return (*data, meta)
+
+
+def load_features(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict]:
+    X, ids, meta = load_npz(path, ("X", "ids", "meta"), "feature file", "its extractor stage")
     if ids.dtype.kind != "U":
         raise FeatureFileError(f"{path}: ids must be strings, got dtype {ids.dtype}")
     _check_features(X, ids, str(path))

@@ -1,6 +1,5 @@
 """Deep extractors on tiny generated images: shapes, dtype, determinism, batch-size invariance,
 weights provenance. torch is imported before TensorFlow by tests/conftest.py."""
-import socket
 
 import numpy as np
 import pytest
@@ -15,16 +14,6 @@ SIZE = 64
 def images():
     rng = np.random.default_rng(0)
     return rng.integers(0, 256, (4, SIZE, SIZE, 3), dtype=np.uint8)
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise OSError("network disabled in tests")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
 
 
 @pytest.fixture

@@ -10,17 +10,6 @@ from fkstudy.image import weights as W
 
 
 @pytest.fixture
-def no_network(monkeypatch):
-    """Any attempt to open a connection or resolve a host fails at once."""
-    def refuse(*args, **kwargs):
-        raise OSError("network disabled in tests")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-
-
-@pytest.fixture
 def empty_caches(tmp_path, monkeypatch):
     """Library caches pointed at empty temporary directories."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 
-from fkstudy.io import FeatureFileError, _json_default, save_npz
+from fkstudy.io import FeatureFileError, _json_default, load_npz, save_npz
 
 REQUIRED = ("images", "ids", "meta")
 
@@ -43,20 +42,6 @@ def save_image_cache(path: str | os.PathLike, images: np.ndarray, ids, meta: dic
 
 def load_image_cache(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict]:
     """Return (images uint8 [n, H, W, 3], ids unicode [n], meta dict); FeatureFileError if malformed."""
-    path = Path(path)
-    if not path.exists():
-        raise FeatureFileError(f"{path}: image cache not found (run the prep_images stage first)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            missing = sorted(set(REQUIRED) - set(z.files))
-            if missing:
-                raise FeatureFileError(f"{path}: not an image cache, missing arrays {missing}")
-            images, ids, meta = z["images"], z["ids"], json.loads(str(z["meta"]))
-    except FeatureFileError:
-        raise
-    except Exception as exc:  # zip / format / pickle-refused errors from numpy, bad JSON
-        raise FeatureFileError(f"{path}: unreadable image cache ({type(exc).__name__}: {exc})") from None
-    if not isinstance(meta, dict):
-        raise FeatureFileError(f"{path}: meta must be a JSON object, got {type(meta).__name__}")
+    images, ids, meta = load_npz(path, REQUIRED, "image cache", "the prep_images stage")
     _check(images, ids, str(path))
     return images, ids, meta
