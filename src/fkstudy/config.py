@@ -167,13 +167,15 @@ def validate_params(params: dict) -> dict:
 
 
 def repo_root() -> Path:
-    """The repository the stage runs in (DVC sets DVC_ROOT, also in queued temp copies)."""
-    env = os.environ.get("DVC_ROOT")
-    if env:
-        return Path(env).resolve()
+    """The repository the stage runs in: the nearest folder up from the cwd holding dvc.yaml.
+
+    Not $DVC_ROOT: in a queued/--temp experiment DVC runs the stage inside the copy under
+    .dvc/tmp/exps but sets DVC_ROOT to the original repository, so trusting it made a temp
+    experiment read the workspace's params.yaml and overwrite the workspace's outputs (measured).
+    """
     here = Path.cwd().resolve()
     for d in (here, *here.parents):
-        if (d / "dvc.yaml").exists() or (d / ".dvc").is_dir():
+        if (d / "dvc.yaml").exists():
             return d
     return here
 

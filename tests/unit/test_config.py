@@ -25,13 +25,14 @@ def test_real_params_yaml_is_valid(real):
 
 
 def test_load_params_defaults_to_repo_root(monkeypatch):
-    monkeypatch.setenv("DVC_ROOT", str(ROOT))
+    monkeypatch.chdir(ROOT)
     assert repo_root() == ROOT
     assert load_params() == load_params(ROOT / "params.yaml")
 
 
-def test_repo_root_without_dvc_root_walks_up_to_dvc_yaml(monkeypatch, tmp_path):
-    monkeypatch.delenv("DVC_ROOT", raising=False)
+def test_repo_root_walks_up_to_dvc_yaml_and_ignores_dvc_root(monkeypatch, tmp_path):
+    # queued/--temp experiments run in a copy but DVC_ROOT names the original repository
+    monkeypatch.setenv("DVC_ROOT", str(ROOT))
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     (tmp_path / "a" / "b").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "a" / "b")

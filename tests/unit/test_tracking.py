@@ -23,6 +23,13 @@ def _git_repo(path: Path, commit: bool) -> str:
                           check=True).stdout.strip()
 
 
+def at_repo(env, path):
+    """Run from `path` as a stage would: it holds a dvc.yaml and is the cwd."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "dvc.yaml").write_text("stages: {}\n")
+    env.chdir(path)
+
+
 @pytest.fixture
 def clean_env(monkeypatch):
     for var in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV", "MLFLOW_EXPERIMENT_ID",
@@ -33,12 +40,12 @@ def clean_env(monkeypatch):
 
 def test_tracking_uri_honours_env(clean_env):
     clean_env.setenv("MLFLOW_TRACKING_URI", "sqlite:////srv/mlflow/shared.db")
-    clean_env.setenv("DVC_ROOT", "/somewhere/else")
     assert tracking.tracking_uri() == "sqlite:////srv/mlflow/shared.db"
 
 
 def test_default_uri_is_sqlite_at_repo_root(clean_env, tmp_path):
-    clean_env.setenv("DVC_ROOT", str(tmp_path))
+    at_repo(clean_env, tmp_path)
+    clean_env.setenv("DVC_ROOT", "/somewhere/else")  # DVC's value in a temp copy: must not be trusted
     uri = tracking.tracking_uri()
     assert uri == f"sqlite:///{tmp_path.resolve()}/mlflow.db?timeout={tracking.SQLITE_TIMEOUT_S}"
     assert uri.startswith("sqlite:////")  # absolute path: a relative one would land in a DVC temp copy
@@ -54,28 +61,27 @@ def test_default_uri_found_from_a_subdirectory(clean_env, tmp_path):
 @pytest.mark.parametrize("sub", [".dvc/tmp/exps/tmpx1y2z3", ".dvc/tmp/exps/run/abc123/nested"])
 def test_main_repo_root_maps_dvc_temp_copies_back(clean_env, tmp_path, sub):
     repo = tmp_path / "repo"
-    (repo / sub).mkdir(parents=True)
-    clean_env.setenv("DVC_ROOT", str(repo / sub))
+    at_repo(clean_env, repo / sub)
     assert tracking.main_repo_root() == repo.resolve()
     assert tracking.tracking_uri().startswith(f"sqlite:///{repo.resolve()}/mlflow.db?")
 
 
 def test_main_repo_root_is_repo_root_otherwise(clean_env, tmp_path):
-    clean_env.setenv("DVC_ROOT", str(tmp_path / "exps" / "tmp"))  # 'exps' alone is not a DVC temp copy
+    at_repo(clean_env, tmp_path / "exps" / "tmp")  # 'exps' alone is not a DVC temp copy
     assert tracking.main_repo_root() == (tmp_path / "exps" / "tmp").resolve()
 
 
 def test_git_commit(clean_env, tmp_path):
     sha = _git_repo(tmp_path / "committed", commit=True)
-    clean_env.setenv("DVC_ROOT", str(tmp_path / "committed"))
+    clean_env.chdir(tmp_path / "committed")
     assert len(sha) == 40 and tracking.git_commit() == sha
     _git_repo(tmp_path / "fresh", commit=False)  # `git rev-parse HEAD` prints "HEAD" and exits 128 here
-    clean_env.setenv("DVC_ROOT", str(tmp_path / "fresh"))
+    clean_env.chdir(tmp_path / "fresh")
     assert tracking.git_commit() == "unknown"
 
 
 def test_standard_tags(clean_env, tmp_path):
-    clean_env.setenv("DVC_ROOT", str(tmp_path))
+    clean_env.chdir(tmp_path)
     clean_env.setenv("DVC_EXP_NAME", "curly-bass")
     tags = tracking.standard_tags("train@vgg16", seed=3)
     assert tags["stage"] == "train@vgg16" and tags["dvc_exp_name"] == "curly-bass" and tags["seed"] == "3"
@@ -96,10 +102,9 @@ def test_run_records_params_tags_and_nested_runs(clean_env, tmp_path):
     clean_env.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
     clean_env.setattr(fluent, "_active_experiment_id", fluent._active_experiment_id)
     sha = _git_repo(tmp_path / "repo", commit=True)
-    clean_env.chdir(tmp_path)  # a new experiment's artifact root is <cwd>/mlruns: keep it out of the repo
+    clean_env.chdir(tmp_path / "repo")  # git_commit() reads the repo the stage runs in (its cwd)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     clean_env.setenv("MLFLOW_TRACKING_URI", uri)
-    clean_env.setenv("DVC_ROOT", str(tmp_path / "repo"))
     clean_env.setenv("DVC_EXP_NAME", "exp-unit")
     clean_env.setenv("DVC_EXP_BASELINE_REV", "b" * 40)
     params = {"seed": 42, "train": {"epochs": 3, "lr": 0.001, "backbones": ["vgg16", "clip"]}}
