@@ -106,8 +106,9 @@ def worker(method: str, n: int, batch_size: int, threads: int, matmul_n: int, re
             deep.extract(method, warm, cfg, policy, n_jobs=threads)
             rates = []
             for _ in range(repeats):
-                X, rec = deep.extract(method, timed, cfg, policy, n_jobs=threads)
-                rates.append(n / rec["extract_seconds"])
+                timings: dict = {}
+                X, rec = deep.extract(method, timed, cfg, policy, n_jobs=threads, timings=timings)
+                rates.append(n / timings["extract_seconds"])
         ips = max(rates)
         out.update(dim=int(X.shape[1]), weights=rec["weights"], images_per_second=round(ips, 2),
                    images_per_second_median=round(float(np.median(rates)), 2))

@@ -7,7 +7,7 @@ from fkstudy import io
 from fkstudy.data.catalog import top_specification_values
 from fkstudy.data.ingest import ingest_metrics, run_ingest
 from fkstudy.plots import data as dplots
-from fkstudy.runtime import log, start_stage, timed
+from fkstudy.runtime import log, start_stage, timed, write_timings
 
 params = start_stage("ingest")
 dp = params["data"]
@@ -19,6 +19,7 @@ cat = result.catalog
 io.write_parquet("data/interim/catalog.parquet", cat)
 io.write_csv("reports/ingest_problems.csv", result.problems)
 io.write_json("metrics/ingest.json", ingest_metrics(result))
+write_timings("ingest", {"products": len(cat), **timing})
 
 import json  # noqa: E402
 

@@ -9,7 +9,7 @@ import _bootstrap  # noqa: F401
 
 from fkstudy import io
 from fkstudy.image import weights as W
-from fkstudy.runtime import log, start_stage, timed
+from fkstudy.runtime import log, start_stage, timed, write_timings
 
 params = start_stage("pretrained")
 local = params["pretrained"]["dir"]
@@ -21,7 +21,7 @@ with timed("vgg16 conversion", timing, "vgg16_seconds"):
 with timed("efficientnet_lite0 copy", timing, "efficientnet_lite0_seconds"):
     lite0 = W.fill_lite0(local)
 
-report = {"dir": local, **timing,
+report = {"dir": local,
           "vgg16": {**vgg16, "weights": "imagenet"},
           "efficientnet_lite0": {**lite0, "weights": "imagenet"}}
 for model in ("efficientnetb0", "mobilenetv3small", "clip"):
@@ -31,3 +31,4 @@ for model, rec in report.items():
     if isinstance(rec, dict):
         log.info("%-18s weights=%s source=%s", model, rec.get("weights"), rec.get("source") or rec.get("file"))
 io.write_json("metrics/pretrained.json", report)
+write_timings("pretrained", timing)

@@ -2,11 +2,10 @@
 import _bootstrap  # noqa: F401
 import sys
 
-import pandas as pd
-
 from fkstudy import io, tracking
+from fkstudy.data.catalog import load_catalog
 from fkstudy.plots import train as tplots
-from fkstudy.runtime import log, start_stage, timed
+from fkstudy.runtime import log, start_stage, timed, write_timings
 from fkstudy.train import heads, track
 
 if len(sys.argv) != 3:
@@ -14,8 +13,8 @@ if len(sys.argv) != 3:
 name, path = sys.argv[1], sys.argv[2]
 params = start_stage(f"text_classifier@{name}")
 p, seed = params["text_classifier"], params["seed"]
-X, ids, meta = io.load_features(path)
-catalog = pd.read_parquet("data/interim/catalog.parquet")
+X, ids, meta = io.load_features(path, supervised=True)
+catalog = load_catalog("data/interim/catalog.parquet", features={path: ids})
 classes = sorted(catalog["category"].unique())
 
 timing: dict = {}
@@ -27,12 +26,13 @@ with tracking.run(params["mlflow"]["experiment"], f"text_classifier@{name}", f"t
     metrics = heads.rounded({"set": name, "head": p["head"]["type"], "dim": int(X.shape[1]),
                              "test_accuracy": t["accuracy"], "macro_f1": t["macro_f1"], "micro_f1": t["micro_f1"],
                              "weighted_f1": t["weighted_f1"], "ari": t["ari"], "log_loss": t["log_loss"],
-                             **r["cv"], **r["fitted"].chosen, "per_class": t["per_class"], **timing})
-    track.log_metrics({k: v for k, v in metrics.items() if k != "per_class"})
+                             **r["cv"], **r["fitted"].chosen, "per_class": t["per_class"]})
+    track.log_metrics({k: v for k, v in {**metrics, **timing}.items() if k != "per_class"})
     track.log_metrics(t["per_class"], "per_class.")
     track.log_model(r["fitted"].model, X[:5])
 
 io.write_json(f"metrics/text_classifier/{name}.json", metrics)
+write_timings("text_classifier", timing, name)
 out = f"plots/text_classifier/{name}"
 io.write_csv(f"{out}/confusion.csv", r["confusion"])
 io.save_figure(tplots.confusion_matrix(r["confusion"], f"text {name}: test confusion", classes), f"{out}/confusion.png")

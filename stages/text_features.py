@@ -7,7 +7,7 @@ import pandas as pd
 
 from fkstudy import io, tracking
 from fkstudy.plots import text as tplots
-from fkstudy.runtime import log, start_stage, timed
+from fkstudy.runtime import log, start_stage, timed, write_timings
 from fkstudy.text import features as tf
 
 METHODS = ("bow", "tfidf", "word2vec", "glove", "bert", "use")
@@ -29,7 +29,7 @@ with timed(method, timing, "seconds"):
     elif method == "tfidf":
         X, info = tf.tfidf(docs, p, fit_mask)
     elif method == "word2vec":
-        X, info = tf.word2vec(docs, p, fit_mask, seed)
+        X, info = tf.word2vec(docs, p, fit_mask, seed, timing)
     elif method == "glove":
         X, info = tf.glove(docs, p, fit_mask)
     elif method == "bert":
@@ -42,9 +42,10 @@ w2v_model = info.pop("_model", None)  # the trained gensim model, not saved in m
 info.setdefault("weights", f"fitted on {params['text_features']['fit_on']}")
 meta = {"method": method, "modality": "text", "params": p, "fit_on": params["text_features"]["fit_on"], **info}
 io.save_features(f"data/features/text/{method}.npz", X, text["id"], meta)
-metrics = {"dim": int(X.shape[1]), "n": int(X.shape[0]), **timing,
+metrics = {"dim": int(X.shape[1]), "n": int(X.shape[0]),
            **{k: v for k, v in info.items() if isinstance(v, (int, float, str))}}
 io.write_json(f"metrics/text_features/{method}.json", metrics)
+write_timings("text_features", {"n": int(X.shape[0]), **timing}, method)
 
 if w2v_model is not None:  # the one model trained in the text half: an MLflow run
     import mlflow
@@ -52,7 +53,7 @@ if w2v_model is not None:  # the one model trained in the text half: an MLflow r
     with tracking.run(params["mlflow"]["experiment"], "text_features@word2vec", "word2vec",
                       {**p, "seed": seed, "fit_on": params["text_features"]["fit_on"]},
                       tags={"modality": "text", "method": "word2vec"}):
-        mlflow.log_metrics({"vocab_size": info["vocab_size"], "train_seconds": info["train_seconds"],
+        mlflow.log_metrics({"vocab_size": info["vocab_size"], "train_seconds": timing["train_seconds"],
                             "docs_without_known_words": info["docs_without_known_words"]})
 
 if vocabulary is not None:

@@ -3,9 +3,14 @@
 torch is imported before tensorflow can be: with torch 2.14.1, creating a torch
 model after TF had run segfaulted (measured); torch first works.
 """
+import os
 import socket
 import sys
 from pathlib import Path
+
+# as stages/_bootstrap.py: spinning OpenMP waits made a 45-point t-SNE take 24 s instead of 0.3 s
+# whenever another process held a core (measured); set before torch/sklearn load OpenMP
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 

@@ -7,6 +7,7 @@ with a message that names the dotted key.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,10 @@ class P:
             ok = True  # 1 is an acceptable float
         if not ok:
             names = "/".join(k.__name__ for k in kinds)
-            raise ParamsError(f"params: '{key}' must be {names}, got {value!r} ({type(value).__name__})")
+            raise ParamsError(f"params: '{key}' must be {names}, got {value!r} ({type(value).__name__})"
+                              f"{_number_hint(value, kinds)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ParamsError(f"params: '{key}' must be a finite number, got {value!r}")
         if self.choices is not None and value not in self.choices:
             raise ParamsError(f"params: '{key}' must be one of {list(self.choices)}, got {value!r}")
         if self.lo is not None and value < self.lo:
@@ -55,9 +59,24 @@ class P:
                 raise ParamsError(f"params: '{key}' {msg}")
 
 
+def _number_hint(value: Any, kinds: tuple) -> str:
+    """YAML 1.1 reads `1e-3` (no dot) as a string: say so instead of a bare type error."""
+    if isinstance(value, str) and (float in kinds or int in kinds):
+        try:
+            float(value)
+        except ValueError:
+            return ""
+        return " — a number in quotes, or YAML's `1e-3` (write 1.0e-3)"
+    return ""
+
+
 def _sums_to_one(split: dict) -> str | None:
     total = sum(split.values())
     return None if abs(total - 1.0) < 1e-6 else f"fractions must sum to 1, got {total}"
+
+
+def _no_limit_or_at_least(low: int) -> Callable[[Any], str | None]:
+    return lambda v: None if v == 0 or v >= low else f"must be 0 (no limit) or >= {low}, got {v!r}"
 
 
 INT = P(int)
@@ -115,6 +134,8 @@ SCHEMA: dict = {
         "normalize": P(str, choices=("l2", "standard", "none")),
         "n_seeds": P(int, lo=1, hi=50),
         "kmeans_n_init": P(int, lo=1, hi=100),
+        "tsne_max_samples": P(int, lo=0, check=_no_limit_or_at_least(100)),
+        "silhouette_max_samples": P(int, lo=0, check=_no_limit_or_at_least(100)),
     },
     "mlflow": {
         "experiment": STR,
@@ -124,12 +145,13 @@ SCHEMA: dict = {
 
 def _validate(node: dict, spec: dict, prefix: str) -> None:
     if not isinstance(node, dict):
-        raise ParamsError(f"params: '{prefix.rstrip('.')}' must be a mapping, got {node!r}")
+        where = f"'{prefix.rstrip('.')}'" if prefix else "the top level"
+        raise ParamsError(f"params: {where} must be a mapping, got {node!r}")
     known = {k for k in spec if k != "__check__"}
-    unknown = sorted(set(node) - known)
+    unknown = sorted(set(node) - known, key=str)  # YAML keys may be ints/bools (`1:`, `yes:`)
     if unknown:
         raise ParamsError(
-            f"params: unknown key(s) {[prefix + u for u in unknown]} — a typo in `dvc exp run -S`? "
+            f"params: unknown key(s) {[prefix + str(u) for u in unknown]} — a typo in `dvc exp run -S`? "
             f"Known keys here: {sorted(prefix + k for k in known)}")
     missing = sorted(known - set(node))
     if missing:
@@ -184,9 +206,33 @@ def load_params(path: str | os.PathLike | None = None) -> dict:
     path = Path(path) if path else repo_root() / "params.yaml"
     if not path.exists():
         raise ParamsError(f"params file not found: {path}")
-    with open(path, encoding="utf-8") as fh:
-        try:
-            params = yaml.safe_load(fh)
-        except yaml.YAMLError as exc:
-            raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            params = yaml.load(fh, Loader=_UniqueKeyLoader)  # a SafeLoader
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"{path}: not UTF-8 text ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
     return validate_params(params)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last,
+    e.g. after a merge left two `seed:` lines)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges; its keys may be overridden on purpose
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # SafeLoader's own "found unhashable key" error follows
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)

@@ -25,15 +25,18 @@ class FeatureFileError(ValueError):
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, keep_suffix: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename onto `path` only if the block succeeds.
 
-    A stage killed half-way leaves the previous file (or none), never a truncated one.
+    A stage killed half-way leaves the previous file (or none), never a truncated one. A
+    SIGKILL skips the clean-up and leaves the hidden temporary file: with keep_suffix=False
+    its name ends in `.tmp`, so no reader globbing `*.json`/`*.npz` can pick it up; keep the
+    suffix only for writers that need it (Keras' `save` wants `.keras` / `.weights.h5`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes),
-                               dir=path.parent)
+    suffix = ".tmp" + ("".join(path.suffixes) if keep_suffix else "")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are ordinary files
     tmp_path = Path(tmp)
@@ -46,7 +49,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, keep_suffix=False) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
@@ -65,12 +68,12 @@ def _json_default(o: Any) -> Any:
 
 
 def write_csv(path: str | os.PathLike, df: pd.DataFrame) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, keep_suffix=False) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
 
 
 def write_parquet(path: str | os.PathLike, df: pd.DataFrame) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, keep_suffix=False) as tmp:
         df.to_parquet(tmp, index=False)
 
 
@@ -79,7 +82,7 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> None:
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, keep_suffix=False) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png",
                     metadata={"Software": None} if path.suffix == ".png" else None)
     plt.close(fig)
@@ -91,7 +94,7 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     np.savez stamps the current time into each zip entry, so identical arrays give a new file hash
     on every run and DVC re-runs everything downstream; here every entry gets a fixed timestamp.
     """
-    with atomic_path(path) as tmp:
+    with atomic_path(path, keep_suffix=False) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
             for name, arr in arrays.items():
                 info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
@@ -112,11 +115,13 @@ def _check_features(X: np.ndarray, ids: np.ndarray, where: str) -> None:
         raise FeatureFileError(f"{where}: X must be 2-D [n, d], got shape {X.shape}")
     if X.dtype != np.float32:
         raise FeatureFileError(f"{where}: X must be float32, got {X.dtype}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise FeatureFileError(f"{where}: X is empty (shape {X.shape}); no stage can use it")
     if ids.ndim != 1 or len(ids) != X.shape[0]:
         raise FeatureFileError(f"{where}: {len(ids)} ids for {X.shape[0]} rows of X")
     if len(set(ids.tolist())) != len(ids):
         raise FeatureFileError(f"{where}: duplicate ids")
-    if X.shape[0] and not np.isfinite(X).all():
+    if not np.isfinite(X).all():
         bad = int((~np.isfinite(X)).any(axis=1).sum())
         raise FeatureFileError(f"{where}: {bad} rows of X contain NaN/inf")
 
@@ -147,11 +152,22 @@ def load_npz(path: str | os.PathLike, arrays: tuple[str, ...], what: str, produc
     return (*data, meta)
 
 
-def load_features(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, dict]:
+def load_features(path: str | os.PathLike, supervised: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(X, ids, meta) of a feature file, checked.
+
+    supervised=True is for stages that report a test-set metric from these features: a file
+    whose learned step (vocabulary, idf, Word2Vec, codebook) was fitted on every row
+    (meta `fit_on` other than "train", e.g. `text_features.fit_on: all`) has seen the test
+    rows, so it is refused instead of giving a leaked test score.
+    """
     X, ids, meta = load_npz(path, ("X", "ids", "meta"), "feature file", "its extractor stage")
     if ids.dtype.kind != "U":
         raise FeatureFileError(f"{path}: ids must be strings, got dtype {ids.dtype}")
     _check_features(X, ids, str(path))
+    if supervised and meta.get("fit_on", "train") != "train":
+        raise FeatureFileError(
+            f"{path}: fitted on {meta['fit_on']!r} rows, test rows included, so a test metric from it would "
+            f"leak; supervised stages need features fitted on train ids only (set text_features.fit_on: train)")
     return X, ids, meta
 
 

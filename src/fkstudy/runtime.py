@@ -49,3 +49,16 @@ def timed(label: str, sink: dict | None = None, key: str | None = None):
     log.info("%s: %.2fs", label, dt)
     if sink is not None:
         sink[key or label] = round(dt, 3)
+
+
+def write_timings(stage: str, timings: dict, key: str | None = None) -> str:
+    """Wall-clock figures of one stage run -> reports/timings/<stage>[/<key>].json (a DVC out, not a metric).
+
+    Timings differ on every run, so they stay out of metrics/ (kept byte-identical for the same
+    params) and out of feature-file meta (kept byte-identical too). Benchmarks and the report read them.
+    """
+    from . import io
+
+    path = f"reports/timings/{stage}/{key}.json" if key else f"reports/timings/{stage}.json"
+    io.write_json(path, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in timings.items()})
+    return path

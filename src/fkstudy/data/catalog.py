@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 REQUIRED_COLUMNS = ("uniq_id", "product_name", "product_category_tree", "image", "description",
                     "product_specifications")
@@ -157,6 +156,8 @@ def top_specification_values(specs: pd.Series, top_keys: int, top_values: int) -
 
 def stratified_split(ids: pd.Series, labels: pd.Series, fractions: dict, seed: int) -> pd.Series:
     """Seeded stratified train/val/test assignment (60/20/20 gives the seed's 630/210/210)."""
+    from sklearn.model_selection import train_test_split  # here: load_catalog readers need no sklearn
+
     ids = ids.reset_index(drop=True)
     labels = labels.reset_index(drop=True)
     test_size = fractions["test"]
@@ -232,3 +233,66 @@ def build_catalog(df: pd.DataFrame, *, expected_categories: list[str], min_per_c
     if small:
         raise CatalogError(f"{file}: class(es) below data.min_per_class={min_per_class} after validation: {small}")
     return cat
+
+
+# ----------------------------------------------------------------------------- reading it back
+CATALOG_COLUMNS = ("id", "name", "description", "category", "image", "image_status", "split")
+STRING_COLUMNS = ("id", "name", "description", "category", "image", "image_status", "split")
+
+
+def load_catalog(path: str | Path, features: dict | None = None) -> pd.DataFrame:
+    """The catalog written by `ingest`, validated: every later stage reads it through here.
+
+    Checks: the file exists and is a parquet table; the columns the stages use are present and
+    hold strings; ids are non-empty and unique; `split` is one of train/val/test and each split
+    has rows; categories are non-empty and each has train rows. `features` maps a feature or
+    cache file to its ids: every one of them must be a catalog id (a file from another ingest
+    run is refused instead of being joined silently). Errors are CatalogError naming the file,
+    the column and the first offending rows (0-based parquet row, with the id).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CatalogError(f"{path}: catalog not found (run the ingest stage first: `dvc repro ingest`)")
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow's errors for a truncated / non-parquet file
+        raise CatalogError(f"{path}: not a readable parquet catalog ({type(exc).__name__}: {exc})") from None
+    missing = [c for c in CATALOG_COLUMNS if c not in df.columns]
+    if missing:
+        raise CatalogError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
+    if df.empty:
+        raise CatalogError(f"{path}: the catalog has no rows")
+    df = df.reset_index(drop=True)
+    for col in STRING_COLUMNS:
+        bad = [i for i, v in enumerate(df[col].tolist()) if not isinstance(v, str)]
+        if bad:
+            raise CatalogError(f"{path}: column '{col}' must hold strings; {_rows(df, bad, col)}")
+    for col in ("id", "category"):
+        bad = df.index[df[col].str.strip() == ""].tolist()
+        if bad:
+            raise CatalogError(f"{path}: empty '{col}' in {_rows(df, bad, col)}")
+    dup = df.index[df["id"].duplicated(keep=False)].tolist()
+    if dup:
+        raise CatalogError(f"{path}: duplicate ids in {_rows(df, dup, 'id')}")
+    bad = df.index[~df["split"].isin(SPLITS)].tolist()
+    if bad:
+        raise CatalogError(f"{path}: column 'split' must be one of {list(SPLITS)}; {_rows(df, bad, 'split')}")
+    empty = [s for s in SPLITS if not (df["split"] == s).any()]
+    if empty:
+        raise CatalogError(f"{path}: split(s) {empty} have no rows")
+    no_train = sorted(set(df["category"]) - set(df.loc[df["split"] == "train", "category"]))
+    if no_train:
+        raise CatalogError(f"{path}: categories with no train row (nothing to fit them on): {no_train}")
+    known = set(df["id"])
+    for where, ids in (features or {}).items():
+        unknown = [str(i) for i in ids if str(i) not in known]
+        if unknown:
+            raise CatalogError(f"{where}: {len(unknown)} of {len(ids)} ids are not in the catalog {path}, e.g. "
+                               f"{unknown[:3]} (written from another ingest run? re-run its stage)")
+    return df
+
+
+def _rows(df: pd.DataFrame, rows: list[int], col: str, show: int = 3) -> str:
+    shown = ", ".join(f"row {i} (id {df.at[i, 'id']!r}): {df.at[i, col]!r}" for i in rows[:show])
+    more = f" and {len(rows) - show} more" if len(rows) > show else ""
+    return f"{len(rows)} bad row(s): {shown}{more}"

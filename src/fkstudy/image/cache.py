@@ -44,4 +44,7 @@ def load_image_cache(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, d
     """Return (images uint8 [n, H, W, 3], ids unicode [n], meta dict); FeatureFileError if malformed."""
     images, ids, meta = load_npz(path, REQUIRED, "image cache", "the prep_images stage")
     _check(images, ids, str(path))
+    if len(ids) == 0 or 0 in images.shape[1:3]:
+        raise FeatureFileError(f"{path}: the image cache holds no usable image (shape {images.shape}); "
+                               f"re-run prep_images and see reports/prep_images_failures.csv")
     return images, ids, meta

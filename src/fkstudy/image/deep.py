@@ -76,16 +76,30 @@ def stream(images: np.ndarray, batch_size: int, fn: Callable[[np.ndarray], np.nd
 
 
 def timed_extract(images: np.ndarray, batch_size: int, load: Callable[[], tuple],
-                  batch_fn: Callable[[object], Callable[[np.ndarray], np.ndarray]]) -> tuple[np.ndarray, dict]:
-    """load() -> (model, record); stream batch_fn(model) over the images; add load/extract timings."""
+                  batch_fn: Callable[[object], Callable[[np.ndarray], np.ndarray]],
+                  timings: dict | None = None) -> tuple[np.ndarray, dict]:
+    """load() -> (model, record); stream batch_fn(model) over the images.
+
+    Load/extract seconds and images/s go into `timings` (when given), never into the record:
+    the record becomes feature-file meta and metrics, which stay byte-identical between runs.
+    """
     t0 = time.perf_counter()
     model, rec = load()
     t1 = time.perf_counter()
     X = stream(images, batch_size, batch_fn(model))
     t2 = time.perf_counter()
-    rec.update({"load_seconds": round(t1 - t0, 3), "extract_seconds": round(t2 - t1, 3),
-                "images_per_second": round(len(images) / max(t2 - t1, 1e-9), 3)})
+    rec["n_params"] = count_params(model)
+    if timings is not None:
+        timings.update({"load_seconds": round(t1 - t0, 3), "extract_seconds": round(t2 - t1, 3),
+                        "images_per_second": round(len(images) / max(t2 - t1, 1e-9), 3)})
     return X, rec
+
+
+def count_params(model) -> int:
+    """Weights in a Keras model or a torch module (the backbone as used for features)."""
+    if hasattr(model, "count_params"):
+        return int(model.count_params())
+    return int(sum(p.numel() for p in model.parameters()))
 
 
 def set_tf_threads(n_jobs: int) -> None:
@@ -155,8 +169,8 @@ def keras_preprocess(method: str) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def extract_keras(method: str, images: np.ndarray, *, batch_size: int = 32, variant: str = "gap",
-                  policy: WeightsPolicy = WeightsPolicy(), n_jobs: int = 1, seed: int = 0
-                  ) -> tuple[np.ndarray, dict]:
+                  policy: WeightsPolicy = WeightsPolicy(), n_jobs: int = 1, seed: int = 0,
+                  timings: dict | None = None) -> tuple[np.ndarray, dict]:
     """Features of a keras.applications backbone, `preprocess_input` applied per batch."""
     if method not in KERAS_METHODS:
         raise ValueError(f"not a Keras extractor: {method!r} (one of {KERAS_METHODS})")
@@ -165,7 +179,7 @@ def extract_keras(method: str, images: np.ndarray, *, batch_size: int = 32, vari
     prep = keras_preprocess(method)
     X, rec = timed_extract(
         images, batch_size, lambda: load_keras(method, tuple(images.shape[1:3]), policy, variant, seed),
-        lambda model: lambda b: model.predict_on_batch(prep(b.astype(np.float32))))
+        lambda model: lambda b: model.predict_on_batch(prep(b.astype(np.float32))), timings)
     rec.update({"extractor": method, "framework": "keras", "variant": variant, "dim": int(X.shape[1]),
                 "batch_size": batch_size, "preprocess": f"keras.applications.{KERAS_BUILDERS[method][1]}"
                 ".preprocess_input"})
@@ -219,8 +233,8 @@ def to_nchw(batch: np.ndarray, mean: np.ndarray, std: np.ndarray):
 
 
 def extract_lite0(images: np.ndarray, *, batch_size: int = 32, normalization: str = "inception",
-                  policy: WeightsPolicy = WeightsPolicy(), n_jobs: int = 1, seed: int = 0
-                  ) -> tuple[np.ndarray, dict]:
+                  policy: WeightsPolicy = WeightsPolicy(), n_jobs: int = 1, seed: int = 0,
+                  timings: dict | None = None) -> tuple[np.ndarray, dict]:
     """1280-d globally average-pooled head features of EfficientNet-Lite0."""
     import torch
 
@@ -238,7 +252,7 @@ def extract_lite0(images: np.ndarray, *, batch_size: int = 32, normalization: st
                 return net.extract_features(x).mean(dim=(2, 3)).numpy()
         return run
 
-    X, rec = timed_extract(images, batch_size, lambda: load_lite0(policy, seed), batch_fn)
+    X, rec = timed_extract(images, batch_size, lambda: load_lite0(policy, seed), batch_fn, timings)
     rec.update({"extractor": "efficientnet_lite0", "framework": "torch", "variant": "gap",
                 "dim": int(X.shape[1]), "batch_size": batch_size, "normalization": normalization})
     return X, rec
@@ -290,8 +304,8 @@ def clip_image_batch(model, batch: np.ndarray):
 
 
 def extract_clip(images: np.ndarray, *, batch_size: int = 32, arch: str = "ViT-B-32", tag: str = "openai",
-                 policy: WeightsPolicy = WeightsPolicy(), n_jobs: int = 1, seed: int = 0
-                 ) -> tuple[np.ndarray, dict]:
+                 policy: WeightsPolicy = WeightsPolicy(), n_jobs: int = 1, seed: int = 0,
+                 timings: dict | None = None) -> tuple[np.ndarray, dict]:
     """L2-normalised CLIP image embeddings (512-d for ViT-B-32)."""
     import torch
 
@@ -304,7 +318,7 @@ def extract_clip(images: np.ndarray, *, batch_size: int = 32, arch: str = "ViT-B
                 return model.encode_image(clip_image_batch(model, batch), normalize=True).numpy()
         return run
 
-    X, rec = timed_extract(images, batch_size, lambda: load_clip(arch, tag, policy, seed), batch_fn)
+    X, rec = timed_extract(images, batch_size, lambda: load_clip(arch, tag, policy, seed), batch_fn, timings)
     rec.update({"extractor": "clip", "framework": "torch", "arch": arch, "tag": tag, "dim": int(X.shape[1]),
                 "batch_size": batch_size, "l2_normalized": True})
     return X, rec
@@ -339,17 +353,17 @@ def clip_text_features(texts: list[str], *, batch_size: int = 64, arch: str = "V
 
 # --------------------------------------------------------------------------- dispatch
 def extract(method: str, images: np.ndarray, cfg: dict, policy: WeightsPolicy, n_jobs: int = 1,
-            seed: int = 0) -> tuple[np.ndarray, dict]:
-    """One entry point for the stage: `cfg` is params `deep_features.<method>`."""
+            seed: int = 0, timings: dict | None = None) -> tuple[np.ndarray, dict]:
+    """One entry point for the stage: `cfg` is params `deep_features.<method>`; wall-clock figures
+    (load_seconds, extract_seconds, images_per_second) go into `timings` when given."""
     bs = cfg["batch_size"]
     if method in KERAS_METHODS:
         return extract_keras(method, images, batch_size=bs, variant=cfg.get("variant", "gap"), policy=policy,
-                             n_jobs=n_jobs, seed=seed)
+                             n_jobs=n_jobs, seed=seed, timings=timings)
     if method == "efficientnet_lite0":
         return extract_lite0(images, batch_size=bs, normalization=cfg.get("normalization", "inception"),
-                             policy=policy, n_jobs=n_jobs, seed=seed)
+                             policy=policy, n_jobs=n_jobs, seed=seed, timings=timings)
     if method == "clip":
         return extract_clip(images, batch_size=bs, arch=cfg.get("arch", "ViT-B-32"), tag=cfg.get("tag", "openai"),
-                            policy=policy, n_jobs=n_jobs, seed=seed)
+                            policy=policy, n_jobs=n_jobs, seed=seed, timings=timings)
     raise ValueError(f"unknown deep extractor {method!r}; known: {list(METHODS)}")
-

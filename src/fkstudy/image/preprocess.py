@@ -273,17 +273,14 @@ def require_images(ids: list[str], failures: pd.DataFrame) -> None:
                            "check data.raw_dir / data.image_dir and reports/prep_images_failures.csv")
 
 
-def prep_metrics(catalog: pd.DataFrame, quality: pd.DataFrame, failures: pd.DataFrame, seconds: float,
-                 cache_bytes: int) -> dict:
-    """Flat, human-named metrics of one prep_images run."""
+def prep_metrics(catalog: pd.DataFrame, quality: pd.DataFrame, failures: pd.DataFrame, cache_bytes: int) -> dict:
+    """Flat, human-named metrics of one prep_images run (no timings: those vary between identical runs)."""
     processed = len(quality)
     return {
         "processed": processed,
         "failed": int(len(failures)),
         "failed_by_reason": {k: int(v) for k, v in failures["reason"].value_counts().sort_index().items()},
         "skipped_at_ingest": int((catalog["image_status"] != "ok").sum()),
-        "seconds": round(float(seconds), 3),
-        "images_per_second": round((processed + len(failures)) / seconds, 1) if seconds > 0 else 0.0,
         "near_blank": int(quality["near_blank"].sum()),
         "blur_median": round(float(quality["blur"].median()), 2) if processed else 0.0,
         "contrast_median": round(float(quality["contrast"].median()), 2) if processed else 0.0,

@@ -44,6 +44,10 @@ class MissingWeightsError(FileNotFoundError):
     """No pretrained weights were found and random initialisation is not allowed."""
 
 
+class CorruptWeightsError(ValueError):
+    """A weights file was found but cannot be loaded (truncated, not that format, wrong model)."""
+
+
 class ConversionError(RuntimeError):
     """A converted weights file does not reproduce its source model."""
 
@@ -269,7 +273,7 @@ def load_with_fallback(spec: WeightSpec, local_dir: str | os.PathLike, *, allow_
     if hit is not None:
         path, origin = hit
         log.info("%s: %s weights from %s (%s)", spec.model, spec.label, path, origin)
-        return from_file(path), record_for(spec, path, origin)
+        return load_weights_file(spec, path, origin, from_file), record_for(spec, path, origin)
     if download is not None and download_allowed(allow_download):
         try:
             model = download()
@@ -282,6 +286,25 @@ def load_with_fallback(spec: WeightSpec, local_dir: str | os.PathLike, *, allow_
         warn_random_init(spec, local_dir)
         return random_init(), random_init_record(spec)
     raise MissingWeightsError(spec.missing_message(local_dir))
+
+
+def load_weights_file(spec: WeightSpec, path: Path, origin: str, from_file: Callable[[Path], Any]) -> Any:
+    """from_file(path), with a failure reported as CorruptWeightsError naming the file.
+
+    A found-but-broken file is an error, never a silent fall-back to random weights: the user
+    put it there (or a download was cut) and should know which file to replace.
+    """
+    fix = ("re-run `dvc repro pretrained`, which rewrites it" if origin == "local" and path.name in
+           (VGG16_LOCAL, LITE0_FILE) else f"delete it and provide it again ({spec.how_to})")
+    if path.stat().st_size == 0:
+        raise CorruptWeightsError(f"{path}: empty {spec.model} weights file ({origin}); {fix}")
+    try:
+        return from_file(path)
+    except Exception as exc:  # h5py/keras/torch/safetensors each raise their own types
+        detail = " ".join(str(exc).split())[:300]
+        raise CorruptWeightsError(
+            f"{path}: cannot load {spec.model} weights from this {origin} file ({type(exc).__name__}: {detail}); "
+            f"it is truncated or not {spec.framework} {spec.model} weights: {fix}") from None
 
 
 def probe(model: str, local_dir: str | os.PathLike, with_sha: bool = True, **kw: Any) -> dict:

@@ -14,12 +14,16 @@ import numpy as np
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
 
-def _fit_rows(docs: list[str], fit_mask: np.ndarray | None) -> list[str]:
+def _fit_rows(docs: list, fit_mask: np.ndarray | None) -> list:
+    """The documents a learned step may see: those where fit_mask (the train split) is true."""
     if fit_mask is None:
         return docs
     if len(fit_mask) != len(docs):
         raise ValueError(f"fit_mask has {len(fit_mask)} entries for {len(docs)} documents")
-    return [d for d, m in zip(docs, fit_mask) if m]
+    rows = [d for d, m in zip(docs, fit_mask) if m]
+    if not rows:
+        raise ValueError(f"fit_mask selects none of the {len(docs)} documents: no train rows to fit on")
+    return rows
 
 
 def _vectorizer_kwargs(p: dict) -> dict:
@@ -42,7 +46,7 @@ def tfidf(docs: list[str], p: dict, fit_mask=None):
 
 
 def _idf_weights(docs_tokens: list[list[str]], fit_mask) -> dict[str, float]:
-    fit = docs_tokens if fit_mask is None else [t for t, m in zip(docs_tokens, fit_mask) if m]
+    fit = _fit_rows(docs_tokens, fit_mask)
     n = len(fit)
     df: dict[str, int] = {}
     for toks in fit:
@@ -86,16 +90,18 @@ def _stable_hash(s: str) -> int:
     return zlib.crc32(s.encode("utf-8"))
 
 
-def word2vec(docs: list[str], p: dict, fit_mask=None, seed: int = 0):
+def word2vec(docs: list[str], p: dict, fit_mask=None, seed: int = 0, timings: dict | None = None):
+    """Averaged Word2Vec vectors; training seconds go into `timings` (when given), not into info,
+    which becomes feature-file meta and metrics (byte-identical between runs)."""
     tokens = [d.split() for d in docs]
-    fit_tokens = tokens if fit_mask is None else [t for t, m in zip(tokens, fit_mask) if m]
+    fit_tokens = _fit_rows(tokens, fit_mask)
     t0 = time.perf_counter()
     model = train_word2vec(fit_tokens, p, seed)
-    train_s = time.perf_counter() - t0
+    if timings is not None:
+        timings["train_seconds"] = round(time.perf_counter() - t0, 3)
     idf = _idf_weights(tokens, fit_mask) if p["pooling"] == "tfidf" else None
     X, empty = pool_word_vectors(tokens, model.wv, p["vector_size"], p["pooling"], idf)
-    return X, {"vocab_size": len(model.wv), "train_seconds": round(train_s, 3), "docs_without_known_words": empty,
-               "_model": model}
+    return X, {"vocab_size": len(model.wv), "docs_without_known_words": empty, "_model": model}
 
 
 def load_glove():
