@@ -26,3 +26,35 @@ def ari_comparison(table: pd.DataFrame):
     ax.set_title("Clustering quality per representation")
     fig.tight_layout()
     return fig
+
+
+def backbone_comparison(train: pd.DataFrame):
+    """Transfer learning per backbone/variant: test accuracy bars (random-init in red), fit time and
+    parameters written beside each bar, the seed study's accuracy as a black tick where it has one."""
+    if train.empty:
+        fig, ax = plt.subplots(figsize=(8, 1.5))
+        ax.text(0.5, 0.5, "no transfer-learning results (stage train not run)", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
+    t = train.sort_values(["backbone", "variant"], ascending=[False, False]).reset_index(drop=True)
+    y = np.arange(len(t))
+    fig, ax = plt.subplots(figsize=(10, 0.55 * len(t) + 1.6))
+    colours = ["#c44e52" if w == "random-init" else "#4c72b0" for w in t["weights"]]
+    hatches = ["//" if v == "augmented" else "" for v in t["variant"]]
+    acc = t["test_accuracy"].astype(float).fillna(0)
+    bars = ax.barh(y, acc, color=colours, height=0.6)
+    for bar, h in zip(bars, hatches):
+        bar.set_hatch(h)
+    ax.scatter(t["seed_accuracy"].astype(float), y, marker="|", s=300, color="black", zorder=3, label="seed study")
+    for i, r in t.iterrows():
+        fit = "n/a" if pd.isna(r["fit_seconds"]) else f"{r['fit_seconds']:.0f} s"
+        par = "" if pd.isna(r["params"]) else f", {r['params'] / 1e6:.1f} M params"
+        ax.text(min(acc[i], 1.0) + 0.01, i, f"{acc[i]:.3f} (fit {fit}{par})", va="center", fontsize=8)
+    ax.set_yticks(y, [m + (" (random-init)" if w == "random-init" else "") for m, w in zip(t["model"], t["weights"])])
+    ax.set_xlim(0, 1.45)
+    ax.set_xlabel("test accuracy (frozen backbone + dense head)")
+    ax.set_title("Transfer learning: backbone comparison")
+    if t["seed_accuracy"].notna().any():
+        ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .reference import PUBLIC_BEST_ARI, SEED_ARI, TARGET_ARI
+from .reference import PUBLIC_BEST_ARI, SEED_ARI, SEED_TRAIN, TARGET_ARI
 
 
 def _fmt(v, digits=3):
@@ -33,20 +33,94 @@ def cluster_table(metrics_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def markdown_table(table: pd.DataFrame) -> str:
-    """The README / report table: one row per feature set."""
-    head = ("| feature set | weights | ARI (mean ± std) | silhouette | ARI none / PCA / t-SNE | seed study | "
-            "target |\n|---|---|---|---|---|---|---|\n")
-    lines = []
+SUMMARY_COLUMNS = ["feature set", "weights", "ARI (mean ± std)", "silhouette", "ARI none / PCA / t-SNE",
+                   "seed study", "target"]
+
+
+def weights_label(weights) -> str:
+    return "random-init (not comparable)" if weights == "random-init" else str(weights)
+
+
+def summary_rows(table: pd.DataFrame) -> tuple[list[list[str]], list[str]]:
+    """The clustering summary, one row per feature set (text first, best first), and each row's weights."""
+    rows, weights = [], []
+    if table.empty:
+        return rows, weights
     for r in table.sort_values(["modality", "ari"], ascending=[False, False]).to_dict("records"):
-        weights = r["weights"] if r["weights"] != "random-init" else "**random-init** (not comparable)"
         per = " / ".join(_fmt(r.get(f"ari_{h}")) or "–" for h in ("none", "pca", "tsne"))
         target = _fmt(r["target_ari"], 2)
         if target:
             target += " ✓" if r["meets_target"] else " ✗"
-        lines.append(f"| {r['set']} | {weights} | {_fmt(r['ari'])} ± {_fmt(r['ari_std'])} ({r['primary']}) | "
-                     f"{_fmt(r['silhouette'])} | {per} | {_fmt(r['seed_ari'])} | {target} |")
+        rows.append([r["set"], weights_label(r["weights"]),
+                     f"{_fmt(r['ari'])} ± {_fmt(r['ari_std'])} ({r['primary']})",
+                     _fmt(r["silhouette"]), per, _fmt(r["seed_ari"]), target])
+        weights.append(r["weights"])
+    return rows, weights
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """The README table: one row per feature set, random-init rows in bold."""
+    rows, weights = summary_rows(table)
+    head = "| " + " | ".join(SUMMARY_COLUMNS) + " |\n" + "|---" * len(SUMMARY_COLUMNS) + "|\n"
+    lines = []
+    for row, w in zip(rows, weights):
+        if w == "random-init":
+            row = [row[0], "**random-init** (not comparable)", *row[2:]]
+        lines.append("| " + " | ".join(row) + " |")
     return head + "\n".join(lines) + "\n"
+
+
+def load_tree(folder: str | Path, include: tuple[str, ...] | None = None) -> dict[str, dict]:
+    """JSON files under `folder`, keyed by their path without suffix ("cluster/text_bert", "ingest"); with
+    `include`, only those entries (files or folders relative to `folder`; a missing one is skipped)."""
+    folder = Path(folder)
+    paths = sorted(folder.rglob("*.json")) if include is None else sorted(
+        p for e in include for p in ([folder / e] if (folder / e).is_file() else sorted((folder / e).rglob("*.json"))))
+    out = {}
+    for path in paths:
+        try:
+            out[path.relative_to(folder).with_suffix("").as_posix()] = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from e
+    return out
+
+
+def seconds(timing: dict | None, *keys: str):
+    """The first wall-clock figure found in a reports/timings record, or None."""
+    for k in keys or ("fit_seconds", "seconds"):
+        if timing and isinstance(timing.get(k), (int, float)):
+            return timing[k]
+    return None
+
+
+TRAIN_COLUMNS = ["model", "backbone", "variant", "weights", "framework", "test_accuracy", "macro_f1", "ari",
+                 "val_accuracy", "fit_seconds", "seconds_per_epoch", "augment_seconds", "backbone_params",
+                 "head_params", "params", "epochs_run", "best_epoch", "n_train_views", "seed_accuracy",
+                 "seed_fit_seconds", "seed_params"]
+
+
+def train_table(metrics: dict[str, dict], timings: dict[str, dict]) -> pd.DataFrame:
+    """One row per trained backbone/variant (metrics/train/<K>.json) with its fit time from
+    reports/timings/train/<K>.json (None when that file is missing) and the seed study's numbers."""
+    rows = []
+    for key, m in sorted(metrics.items()):
+        if not key.startswith("train/"):
+            continue
+        k = key.split("/", 1)[1]
+        t = timings.get(f"train/{k}", {})
+        seed = SEED_TRAIN.get(k, {})
+        bp, hp = m.get("backbone_params"), m.get("head_params")
+        rows.append(dict(
+            model=k, backbone=m.get("backbone", k.rsplit("_", 1)[0]), variant=m.get("variant", k.rsplit("_", 1)[-1]),
+            weights=m.get("weights", "n/a"), framework=m.get("framework"), test_accuracy=m.get("test_accuracy"),
+            macro_f1=m.get("macro_f1"), ari=m.get("ari"), val_accuracy=m.get("val_accuracy"),
+            fit_seconds=seconds(t, "fit_seconds"), seconds_per_epoch=seconds(t, "seconds_per_epoch"),
+            augment_seconds=seconds(t, "augment_seconds"), backbone_params=bp, head_params=hp,
+            params=(bp + hp) if bp is not None and hp is not None else None, epochs_run=m.get("epochs_run"),
+            best_epoch=m.get("best_epoch"), n_train_views=m.get("n_train_views"),
+            seed_accuracy=seed.get("test_accuracy"), seed_fit_seconds=seed.get("fit_seconds"),
+            seed_params=seed.get("params")))
+    return pd.DataFrame(rows, columns=TRAIN_COLUMNS)
 
 
 def replace_between_markers(text: str, new: str, begin: str, end: str) -> str:
