@@ -4,6 +4,7 @@ Pure functions (no file or MLflow I/O). Every fit sees train rows only; validati
 hyper-parameters (C, fusion weight) and stop the MLP early; test rows are only ever predicted.
 `late_fusion`, `text_classifier` and `cross_validate` take the catalog split and refuse to pass a
 test id to any fit (`LeakError`).
+The fusion protocol itself (candidates, selection on val / CV, test once) is `fkstudy.train.fusion`.
 
 Head config (one dict, the params.yaml section of the stage):
   type      "logreg" | "mlp" | "linear_svm"
@@ -311,55 +312,32 @@ def _rows(X, ids, wanted) -> np.ndarray:
 
 
 def late_fusion(text_X, text_ids, image_X, image_ids, catalog: pd.DataFrame, mode: str, cfg: dict, seed: int,
-                weights=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)) -> dict:
-    """Text + image fusion on the ids both files cover. Heads fit on train ids only; val picks C and
-    the average_proba weight; test is predicted once. Also returns each single modality's result.
+                weights=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)) -> dict:
+    """One fusion mode on the ids both files cover, chosen on val: heads fit on train ids only, val
+    picks C and the average_proba weight, test is predicted once. Also returns each single
+    modality's result. (The fusion stage runs the full protocol: `fkstudy.train.fusion.fit_fusion`.)
 
     mode: "concat" (one head on block-standardised [text | image]) or "average_proba"
     (w * P_text + (1 - w) * P_image, w chosen on val).
     """
+    from . import fusion as F
+
     if mode not in FUSION_MODES:
         raise ValueError(f"fusion mode must be one of {FUSION_MODES}, got {mode!r}")
-    ids = common_ids(catalog, text_ids, image_ids)
-    cat = catalog.set_index("id").loc[ids]
-    classes = sorted(catalog["category"].unique())
-    T, I = _rows(text_X, text_ids, ids), _rows(image_X, image_ids, ids)
-    tr = (cat["split"] == "train").to_numpy()
-    va = (cat["split"] == "val").to_numpy()
-    te = (cat["split"] == "test").to_numpy()
-    y = cat["category"].to_numpy()
-    assert_no_test(ids[tr], catalog, ("train",))
-
-    def fit_on(B):  # the only place a head is fitted: rows of train, early stopping / C on val
-        assert_no_test(ids[tr], catalog, ("train",))
-        assert_no_test(ids[va], catalog, ("val",))
-        return fit_head(B[tr], y[tr], B[va], y[va], cfg, seed)
-
-    single = {}
-    for name, B in (("text", T), ("image", I)):
-        f = fit_on(B)
-        single[name] = {"fitted": f, "val_proba": f.model.predict_proba(B[va]), "test_proba": f.model.predict_proba(B[te]),
-                        "classes": f.model.classes_}
-    result = {"ids_test": ids[te], "y_test": y[te], "classes": classes, "n_train": int(tr.sum()),
-              "n_val": int(va.sum()), "n_test": int(te.sum())}
-    for name, s in single.items():
-        result[name] = {"test": metrics_from_proba(y[te], s["test_proba"], s["classes"], classes),
-                        "chosen": s["fitted"].chosen, "model": s["fitted"].model}
-
-    if mode == "average_proba":
-        t, i = single["text"], single["image"]
-        assert list(t["classes"]) == list(i["classes"])
-        scores = [(accuracy_score(y[va], t["classes"][(w * t["val_proba"] + (1 - w) * i["val_proba"]).argmax(1)]), -abs(w - 0.5), w)
-                  for w in weights]
-        w = max(scores)[2]  # best val accuracy; ties -> the weight closest to an even mix
-        proba, model_classes = w * t["test_proba"] + (1 - w) * i["test_proba"], t["classes"]
-        chosen, model = {"text_weight": float(w)}, None
+    fit = F.fit_fusion(text_X, text_ids, image_X, image_ids, catalog, cfg, seed, modes=[mode], weights=weights,
+                       n_repeats=0, select_by="val")
+    ev = F.evaluate_fusion(fit, text_X, text_ids, image_X, image_ids, catalog)
+    result = {"ids_test": ev["ids_test"], "y_test": ev["y_test"], "classes": fit.classes,
+              "n_train": int(len(fit.ids_train)), "n_val": int(len(fit.ids_val)), "n_test": int(len(ev["ids_test"]))}
+    for name in ("text", "image"):
+        result[name] = {"test": ev["test"][name], "chosen": fit.heads[name].chosen, "model": fit.heads[name].model}
+    best = F.select(fit.candidates, "val", mode)
+    if mode == "concat":
+        chosen, model = fit.heads["concat"].chosen, fit.heads["concat"].model
     else:
-        Z = block_standardize([T, I], tr)
-        f = fit_on(Z)
-        proba, model_classes, chosen, model = f.model.predict_proba(Z[te]), f.model.classes_, f.chosen, f.model
-    result["fusion"] = {"test": metrics_from_proba(y[te], proba, model_classes, classes), "chosen": chosen,
-                        "model": model, "pred": np.asarray(model_classes)[proba.argmax(1)]}
+        chosen, model = {"text_weight": best["text_weight"]}, None
+    result["fusion"] = {"test": ev["test"][best["name"]], "chosen": chosen, "model": model,
+                        "pred": ev["pred"][best["name"]]}
     return result
 
 

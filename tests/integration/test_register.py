@@ -1,0 +1,65 @@
+"""`dvc repro register` on the small real subset: the fusion model is registered with alias `champion`
+in the session's tracking store, predicts the raw test products like the fusion stage scored them, and
+`python -m fkstudy predict` / mlflow.pyfunc.load_model serve it from the registry."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+
+from .conftest import run
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def registered(small_repo):
+    """Only what `register` needs (ingest, bert, images, Lite0, fusion) — cheaper than the whole pipeline."""
+    run(["dvc", "repro", "register"], small_repo)
+    return small_repo
+
+
+def _cli(repo, *args):
+    env = {"PYTHONPATH": str(repo / "src"), "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
+    return run([sys.executable, "-m", "fkstudy", "predict", *args], repo, env=env, check=False)
+
+
+def test_register_records_a_reproducible_metric_and_the_registry_version(registered):
+    m = json.loads((registered / "metrics/register.json").read_text())
+    catalog = pd.read_parquet(registered / "data/interim/catalog.parquet")
+    assert m["n_test"] == int((catalog["split"] == "test").sum()) and 0 <= m["test_accuracy"] <= 1
+    assert m["model_name"] == "flipkart-product-classifier" and m["alias"] == "champion"
+    # the served path (raw text + photo files) reproduces the fusion stage's test score on the same products
+    n_img = m["n_test"] - m["n_test_text_only"]
+    assert abs(m["test_accuracy_with_image"] - m["fusion_stage_test_accuracy"]) <= 1 / n_img + 1e-9
+    assert "version" not in m  # registry versions change on every run: reports/register.json has them
+    rep = json.loads((registered / "reports/register.json").read_text())
+    client = mlflow.MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+    v = client.get_model_version_by_alias(m["model_name"], m["alias"])
+    assert int(v.version) == rep["version"] and v.tags["selected"] == m["selected"]
+    assert client.get_run(rep["source_run"]).data.tags["stage"] == "register"
+
+
+def test_cli_predicts_from_the_registry(registered):
+    catalog = pd.read_parquet(registered / "data/interim/catalog.parquet")
+    row = catalog[(catalog["split"] == "test") & (catalog["image_status"] == "ok")].iloc[0]
+    raw = yaml.safe_load((registered / "params.yaml").read_text())["data"]
+    image = os.path.join(raw["raw_dir"], raw["image_dir"], row["image"])
+    proc = _cli(registered, "--name", row["name"], "--description", row["description"], "--image", image, "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["modality"] == "text+image" and len(doc["top"]) == 3
+    proc = _cli(registered, "--name", row["name"], "--image", "no/such.jpg")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == ["error: image no/such.jpg: file not found"]
+
+
+def test_pyfunc_from_the_registry(registered):
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    model = mlflow.pyfunc.load_model("models:/flipkart-product-classifier@champion")
+    out = model.predict(pd.DataFrame({"name": ["Analog wrist watch for men"], "description": [""], "image": [""]}))
+    assert out.loc[0, "modality"] == "text" and out.loc[0, "category_1"]
