@@ -15,12 +15,6 @@ DEEP = ("vgg16", "efficientnet_lite0", "efficientnetb0", "mobilenetv3small", "cl
 IMAGE = ("classical", "sift_bovw", "orb_bovw", *DEEP)
 
 
-@pytest.fixture(scope="module")
-def reproduced(small_repo):
-    proc = run(["dvc", "repro"], small_repo)
-    return small_repo, proc.stdout + proc.stderr
-
-
 def test_repro_builds_every_output(reproduced):
     repo, _ = reproduced
     catalog = pd.read_parquet(repo / "data/interim/catalog.parquet")
@@ -79,10 +73,11 @@ def test_training_runs_are_in_the_tracking_store(reproduced):
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name("flipkart-product-classification")
-    runs = client.search_runs([exp.experiment_id], "tags.stage = 'multiseed'")
+    runs = client.search_runs([exp.experiment_id], "tags.stage = 'multiseed@vgg16'")
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(parents) == 1 and len(children) == 2  # n_seeds in the small params
+    assert len(client.search_runs([exp.experiment_id], "tags.stage LIKE 'multiseed@%'")) == 2 * 3  # 2 backbones
     child = children[0]
     assert len(client.get_metric_history(child.info.run_id, "val_loss")) > 1
     assert client.search_logged_models([exp.experiment_id], filter_string=f"source_run_id = '{child.info.run_id}'")
@@ -90,3 +85,25 @@ def test_training_runs_are_in_the_tracking_store(reproduced):
     assert len(client.search_runs([exp.experiment_id], "tags.stage = 'fusion'")) == 1
     text_runs = client.search_runs([exp.experiment_id], "tags.stage LIKE 'text_classifier@%'")
     assert len(text_runs) == len(TEXT)
+
+
+def test_every_transfer_learning_run_is_logged_with_its_model(reproduced):
+    """train@<backbone>-<variant>: one run each, tagged with backbone/variant/weights, a per-epoch
+    curve, test metrics and a logged Keras model with a signature."""
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name("flipkart-product-classification")
+    runs = client.search_runs([exp.experiment_id], "tags.stage LIKE 'train@%'")
+    seen = {(r.data.tags["backbone"], r.data.tags["variant"]) for r in runs}
+    assert seen == {(b, v) for b in ("vgg16", "efficientnet_lite0", "efficientnetb0", "mobilenetv3small")
+                    for v in ("base", "augmented")}
+    for r in runs:
+        b = r.data.tags["backbone"]
+        assert r.data.tags["weights"] == ("imagenet" if b in ("vgg16", "efficientnet_lite0") else "random-init")
+        assert r.data.tags["git_commit"] != "unknown" and "dvc_exp_name" in r.data.tags
+        assert 0.0 <= r.data.metrics["test_accuracy"] <= 1.0 and "macro_f1" in r.data.metrics
+        assert len(client.get_metric_history(r.info.run_id, "val_loss")) == r.data.metrics["epochs_run"]
+        models = client.search_logged_models([exp.experiment_id], filter_string=f"source_run_id = '{r.info.run_id}'")
+        assert len(models) == 1
+        info = mlflow.models.get_model_info(f"models:/{models[0].model_id}")
+        assert info.signature is not None and info.signature.inputs.to_dict()[0]["type"] == "tensor"

@@ -66,3 +66,34 @@ def learning_curves(curves: dict, title: str):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def history(hist: pd.DataFrame, title: str, best_epoch: int | None = None):
+    """Keras history: loss and accuracy per epoch, train vs val; the kept (best val-loss) epoch marked."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key in ((a, "loss"), (b, "accuracy")):
+        ax.plot(hist["epoch"], hist[key], label="train", lw=1.3)
+        ax.plot(hist["epoch"], hist[f"val_{key}"], label="val", lw=1.3)
+        if best_epoch:
+            ax.axvline(best_epoch, color="grey", ls=":", lw=1, label=f"kept: epoch {best_epoch}")
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def prediction_grid(images, titles, correct, title: str, ncols: int = 6):
+    """Test photos with "true / predicted (p)" captions, green when right and red when wrong."""
+    n = len(images)
+    nrows = max(1, int(np.ceil(n / ncols)))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.3 * ncols, 2.6 * nrows + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img, t, ok in zip(axes.ravel(), images, titles, correct):
+        ax.imshow(img)
+        ax.set_title(t, fontsize=7, color="tab:green" if ok else "tab:red")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -36,7 +36,8 @@ def log_curve(curve, prefix: str = "") -> None:
         return
     now = int(time.time() * 1000)
     metrics = [Metric(metric_key(prefix + k), float(v), now, int(e))
-               for k in curve.columns if k != "epoch" for e, v in zip(curve["epoch"], curve[k])]
+               for k in curve.select_dtypes("number").columns if k != "epoch"
+               for e, v in zip(curve["epoch"], curve[k])]
     client, run_id = mlflow.MlflowClient(), mlflow.active_run().info.run_id
     for i in range(0, len(metrics), 1000):  # MLflow's per-request limit
         client.log_batch(run_id, metrics=metrics[i:i + 1000])
@@ -65,3 +66,15 @@ def sklearn_types(model) -> list[str]:
     from skops.io import dumps, get_untrusted_types
 
     return [t for t in get_untrusted_types(data=dumps(model)) if t.startswith("sklearn.")]
+
+
+def log_keras_model(model, X_sample: np.ndarray, name: str = "model") -> None:
+    """Log a Keras model (native .keras format) with an input/output signature."""
+    import keras
+    import mlflow
+    from mlflow.models import infer_signature
+
+    X_sample = np.asarray(X_sample, dtype=np.float32)
+    signature = infer_signature(X_sample, np.asarray(model.predict(X_sample, verbose=0)))
+    mlflow.keras.log_model(model, name=name, signature=signature,
+                           pip_requirements=[f"keras=={keras.__version__}", "tensorflow"])

@@ -1,0 +1,169 @@
+"""Transfer learning with Keras: frozen backbone -> GlobalAveragePooling -> Dense(relu) -> Dropout -> softmax.
+
+The backbone is frozen, so `backbone(image)` is a fixed function: the head is trained on the
+backbone's cached GAP features (data/features/image/<backbone>.npz, plus the precomputed augmented
+views for the augmented variant) — the same model as training the assembled network with a frozen
+backbone, at seconds instead of an hour per run on this CPU. `assemble` then joins the backbone and
+the trained head into one Keras model (saved as model.keras) for inference and Grad-CAM.
+
+Config (params.yaml `train`): head {units, dropout}, optimizer (adam | sgd | rmsprop), lr, batch_size,
+epochs, patience (early stopping on val loss; the best epoch's weights are kept).
+TensorFlow is imported inside the functions: a torch process can import this module.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+def set_determinism(seed: int) -> None:
+    """Python/numpy/TF seeds and deterministic TF kernels: the same params give the same weights."""
+    import tensorflow as tf
+
+    keras = _keras()
+    keras.utils.set_random_seed(seed)
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except Exception:  # pragma: no cover - older TF
+        pass
+
+
+def build_head(input_dim: int, n_classes: int, units: int = 1024, dropout: float = 0.5, name: str = "head"):
+    keras = _keras()
+    inp = keras.Input((input_dim,), name="features")
+    x = keras.layers.Dense(units, activation="relu", name="dense")(inp)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    out = keras.layers.Dense(n_classes, activation="softmax", name="out")(x)
+    return keras.Model(inp, out, name=name)
+
+
+def make_optimizer(name: str, lr: float):
+    keras = _keras()
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=lr)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr, momentum=0.9)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate=lr)
+    raise ValueError(f"train.optimizer must be one of {OPTIMIZERS}, got {name!r}")
+
+
+def fit_head(X_train, y_train, X_val, y_val, n_classes: int, cfg: dict, seed: int):
+    """Train the head (y = class indices). Returns (model, history DataFrame, info).
+
+    history: epoch, loss, accuracy, val_loss, val_accuracy (one row per epoch run);
+    info: best_epoch (1-based, lowest val loss, whose weights the model keeps), epochs_run.
+    """
+    keras = _keras()
+    X_train, X_val = np.asarray(X_train, np.float32), np.asarray(X_val, np.float32)
+    if len(X_train) == 0 or len(X_val) == 0:
+        raise ValueError(f"fit_head needs train and val rows, got {len(X_train)} / {len(X_val)}")
+    set_determinism(seed)
+    model = build_head(X_train.shape[1], n_classes, cfg["head"]["units"], cfg["head"]["dropout"])
+    model.compile(optimizer=make_optimizer(cfg["optimizer"], cfg["lr"]), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg["patience"], restore_best_weights=True)
+    h = model.fit(X_train, np.asarray(y_train), validation_data=(X_val, np.asarray(y_val)),
+                  epochs=cfg["epochs"], batch_size=cfg["batch_size"], shuffle=True, callbacks=[stop], verbose=0)
+    hist = pd.DataFrame(h.history)
+    hist.insert(0, "epoch", np.arange(1, len(hist) + 1))
+    best = int(hist["val_loss"].idxmin()) + 1
+    return model, hist, {"best_epoch": best, "epochs_run": int(len(hist))}
+
+
+def predict_proba(model, X, batch_size: int = 256) -> np.ndarray:
+    p = np.asarray(model.predict(np.asarray(X, np.float32), batch_size=batch_size, verbose=0), dtype=np.float64)
+    return p / p.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 only within ~1e-7
+
+
+def head_arrays(head) -> dict:
+    """Framework-neutral head weights (for head.npz; a torch Grad-CAM rebuilds the head from them)."""
+    dense, out = head.get_layer("dense"), head.get_layer("out")
+    (k1, b1), (k2, b2) = dense.get_weights(), out.get_weights()
+    return {"dense_kernel": k1, "dense_bias": b1, "out_kernel": k2, "out_bias": b2}
+
+
+def assemble(backbone, head, name: str = "transfer"):
+    """One Keras model: image (preprocessed float) -> frozen backbone (GAP output) -> head."""
+    keras = _keras()
+    backbone.trainable = False
+    inp = keras.Input(backbone.input_shape[1:], name="image")
+    return keras.Model(inp, head(backbone(inp, training=False)), name=name)
+
+
+def count_params(model) -> int:
+    return int(sum(int(np.prod(w.shape)) for w in model.weights))
+
+
+# ------------------------------------------------------------------------- optional fine-tuning
+def unfreeze_last(backbone, n_layers: int) -> list[str]:
+    """Make the last `n_layers` weight-carrying layers of the backbone trainable (BatchNormalization
+    layers stay frozen and in inference mode, the usual fine-tuning practice); return their names."""
+    keras = _keras()
+    backbone.trainable = True
+    for layer in backbone.layers:
+        layer.trainable = False
+    picked = []
+    for layer in reversed(backbone.layers):
+        if len(picked) >= n_layers:
+            break
+        if layer.weights and not isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = True
+            picked.append(layer.name)
+    return picked[::-1]
+
+
+def augmenter(aug: dict, seed: int):
+    """Keras preprocessing layers doing the same kinds of augmentation as fkstudy.image.augment, on the fly."""
+    keras = _keras()
+    layers = [keras.layers.RandomFlip("horizontal", seed=seed)] if aug["flip"] else []
+    if aug["rotation"]:
+        layers.append(keras.layers.RandomRotation(aug["rotation"] / 360.0, fill_mode="constant", fill_value=255.0,
+                                                  seed=seed))
+    if aug["zoom"]:
+        layers.append(keras.layers.RandomZoom(aug["zoom"], fill_mode="constant", fill_value=255.0, seed=seed))
+    if aug["brightness"]:
+        layers.append(keras.layers.RandomBrightness(aug["brightness"], value_range=(0.0, 255.0), seed=seed))
+    return keras.Sequential(layers, name="augment")
+
+
+def fine_tune(backbone, head, preprocess, images_train, y_train, images_val, y_val, cfg: dict, seed: int):
+    """Phase 2 of transfer learning: backbone + (already trained) head end to end, the last
+    `cfg["fine_tune"]["unfreeze_layers"]` backbone layers trainable, photos augmented on the fly
+    (train only) every epoch. Slow on CPU: the backbone runs forward and partly backward per epoch.
+    Returns (model taking preprocessed images, history, info)."""
+    import tensorflow as tf
+
+    keras = _keras()
+    ft = cfg["fine_tune"]
+    set_determinism(seed)
+    names = unfreeze_last(backbone, ft["unfreeze_layers"])
+    inp = keras.Input(backbone.input_shape[1:], name="image")
+    model = keras.Model(inp, head(backbone(inp, training=False)), name="fine_tuned")
+    aug = augmenter(cfg["augment"], seed)
+    bs = cfg["batch_size"]
+
+    def prep(x, y, training):
+        x = tf.cast(x, tf.float32)
+        return preprocess(aug(x, training=True) if training else x), y
+
+    train = (tf.data.Dataset.from_tensor_slices((images_train, np.asarray(y_train)))
+             .shuffle(len(images_train), seed=seed).batch(bs).map(lambda x, y: prep(x, y, True)))
+    val = tf.data.Dataset.from_tensor_slices((images_val, np.asarray(y_val))).batch(bs).map(
+        lambda x, y: prep(x, y, False))
+    model.compile(optimizer=make_optimizer(cfg["optimizer"], ft["lr"]), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg["patience"], restore_best_weights=True)
+    h = model.fit(train, validation_data=val, epochs=ft["epochs"], callbacks=[stop], shuffle=False, verbose=0)
+    hist = pd.DataFrame(h.history)
+    hist.insert(0, "epoch", np.arange(1, len(hist) + 1))
+    return model, hist, {"best_epoch": int(hist["val_loss"].idxmin()) + 1, "epochs_run": int(len(hist)),
+                         "unfrozen_layers": names}
