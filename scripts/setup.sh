@@ -33,6 +33,24 @@ if [ ! -f "$WN/lexnames" ]; then
   cp scripts/wordnet_lexnames.txt "$WN/lexnames"
 fi
 
+# PostgreSQL server binaries (Debian `postgresql`) for the test that runs a training stage against a
+# PostgreSQL-backed MLflow store; the test starts its own throwaway cluster on 127.0.0.1 and stops it
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq postgresql >/dev/null
+fi
+
+# Headless Chromium (Debian `chromium`) renders the HTML study report: the report_screenshot stage and
+# the report rendering test use it (the test is skipped without it, except under CI where it fails)
+if ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: no apt-get: install Chromium yourself (or set CHROMIUM=/path/to/chrome) for report_screenshot" >&2
+  fi
+fi
+
 # The data: never committed, linked into data/raw/flipkart
 SRC="${FLIPKART_DATA:-}"
 if [ -z "$SRC" ] && [ -d "$ROOT/../shared/data/flipkart" ]; then SRC="$ROOT/../shared/data/flipkart"; fi

@@ -11,7 +11,7 @@ from fkstudy.evaluate import cluster as cl
 
 P = dict(reductions=["none", "pca", "tsne"], primary="tsne", pca_components=5, tsne_perplexity=10,
          tsne_pca_components=10, tsne_metric="euclidean", tsne_init="random",
-         normalize="l2", n_seeds=2, kmeans_n_init=4)
+         normalize="l2", n_seeds=2, kmeans_n_init=4, tsne_max_samples=0, silhouette_max_samples=0)
 CLASSES = np.array(["Baby Care", "Computers", "Watches", "Home Furnishing"])
 
 
@@ -65,7 +65,10 @@ def test_summarize_keys(draws):
     for how in ("none", "pca", "tsne"):
         assert s[how]["n_seeds"] == 2
         assert set(s[how]) == {f"{m}_{st}" for m in ("ari", "nmi", "matched_accuracy", "silhouette_clusters",
-                                                        "silhouette_true") for st in ("mean", "std")} | {"n_seeds"}
+                                                        "silhouette_true") for st in ("mean", "std")} | {
+            "n_seeds", "rows", "silhouette_rows"}
+        assert s[how]["rows"] == s[how]["silhouette_rows"] == 120
+    assert s["ari_rows"] == 120
     assert s["ari"] == s["tsne"]["ari_mean"] and s["ari_std"] == s["tsne"]["ari_std"]
     assert s["silhouette"] == s["tsne"]["silhouette_clusters_mean"]
     assert s["primary_reduction"] == "tsne" and s["best_reduction"] in ("none", "pca", "tsne")
@@ -155,3 +158,62 @@ def test_small_inputs_clamp_pca_and_perplexity():
     X = np.random.default_rng(0).normal(size=(12, 4))
     assert cl.pca(X, 50, 0).shape == (12, 4)
     assert cl.tsne(X, perplexity=30, pca_components=50, seed=0).shape == (12, 2)  # perplexity < n
+
+
+def test_subsample_is_seeded_stratified_and_off_below_the_threshold():
+    labels = np.repeat(CLASSES, [400, 300, 200, 100])
+    assert cl.subsample(labels, 1000, 0) is None and cl.subsample(labels, 0, 0) is None  # not above / no limit
+    rows = cl.subsample(labels, 500, 7)
+    assert len(rows) == 500 and len(np.unique(rows)) == 500 and np.all(np.diff(rows) > 0)
+    counts = pd.Series(labels[rows]).value_counts()
+    assert counts.to_dict() == {"Baby Care": 200, "Computers": 150, "Watches": 100, "Home Furnishing": 50}
+    np.testing.assert_array_equal(rows, cl.subsample(labels, 500, 7))
+    assert not np.array_equal(rows, cl.subsample(labels, 500, 8))
+
+
+@pytest.fixture(scope="module")
+def big_blobs():
+    rng = np.random.default_rng(1)
+    centers = rng.normal(size=(4, 10)) * 10 + 5
+    X, y = make_blobs(n_samples=600, centers=centers, cluster_std=0.5, random_state=1)
+    return X.astype(np.float32), CLASSES[y]
+
+
+def test_thresholds_above_n_change_nothing(big_blobs):
+    """The default thresholds (3000) sit above the 1050-product catalog: the same draws as no limit."""
+    X, labels = big_blobs
+    p = {**P, "tsne_pca_components": 0}
+    unlimited = cl.evaluate(X, labels, p, seed=0)
+    limited = cl.evaluate(X, labels, {**p, "tsne_max_samples": 600, "silhouette_max_samples": 600}, seed=0)
+    for a, b in zip(unlimited, limited):
+        assert b.rows is None and b.silhouette_rows == 600
+        assert (a.ari, a.silhouette_clusters, a.silhouette_true) == (b.ari, b.silhouette_clusters, b.silhouette_true)
+        np.testing.assert_array_equal(a.embedding, b.embedding)
+
+
+def test_tsne_and_silhouette_on_a_subsample_above_the_threshold(big_blobs):
+    X, labels = big_blobs
+    p = {**P, "tsne_max_samples": 200, "silhouette_max_samples": 150}
+    draws = cl.evaluate(X, labels, p, seed=0)
+    for d in draws:
+        assert d.silhouette_rows == 150 and d.ari > 0.99
+        if d.reduction == "tsne":  # a new stratified subsample per seed, KMeans/ARI on its rows only
+            assert d.embedding.shape == (200, 2) and d.clusters.shape == (200,) and len(d.rows) == 200
+            np.testing.assert_array_equal(d.rows, cl.subsample(labels, 200, d.seed))
+        else:  # none / PCA: every row (linear), only the silhouette is subsampled
+            assert d.rows is None and d.clusters.shape == (600,)
+    s = cl.summarize(draws, "tsne")
+    assert s["tsne"]["rows"] == 200 and s["pca"]["rows"] == 600 and s["ari_rows"] == 200
+    assert s["none"]["silhouette_rows"] == 150
+
+
+def test_subsample_thresholds_are_validated():
+    from fkstudy.config import ParamsError, load_params, validate_params
+    from pathlib import Path
+
+    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
+    assert params["cluster"]["tsne_max_samples"] > 1050 and params["cluster"]["silhouette_max_samples"] > 1050
+    for bad in (50, -1):
+        with pytest.raises(ParamsError, match="cluster.tsne_max_samples"):
+            validate_params({**params, "cluster": {**params["cluster"], "tsne_max_samples": bad}})
+    validate_params({**params, "cluster": {**params["cluster"], "silhouette_max_samples": 0}})

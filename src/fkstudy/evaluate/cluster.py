@@ -2,6 +2,12 @@
 
 One t-SNE draw is too noisy to compare methods, so every reduction is repeated
 over `n_seeds` seeds and reported as mean ± std.
+
+Scale: everything here is linear in the number of rows except t-SNE (its neighbour search is
+quadratic with the cosine metric, and each draw costs minutes at 20k rows) and the silhouette
+(all pairwise distances). Above `tsne_max_samples` / `silhouette_max_samples` rows those run on a
+seeded stratified subsample of that size (a new one per seed); the metrics say how many rows
+each figure used (`rows`, `silhouette_rows`). Below the thresholds nothing changes.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 
@@ -59,6 +66,26 @@ def reduce(X: np.ndarray, how: str, p: dict, seed: int, n_jobs: int = 1) -> np.n
     raise ValueError(f"unknown reduction {how!r}")
 
 
+def subsample(labels: np.ndarray, max_samples: int, seed: int) -> np.ndarray | None:
+    """Sorted row indices of a seeded, class-stratified subsample of `max_samples` rows;
+    None when there are no more rows than that (or `max_samples` is 0: no limit)."""
+    n = len(labels)
+    if not max_samples or n <= max_samples:
+        return None
+    rows, _ = train_test_split(np.arange(n), train_size=int(max_samples), stratify=labels, random_state=seed)
+    return np.sort(rows)
+
+
+def silhouette(Z: np.ndarray, groups: np.ndarray, labels: np.ndarray, max_samples: int, seed: int) -> tuple[float, int]:
+    """Silhouette of `groups` on Z (on a stratified subsample above `max_samples` rows) and the rows used."""
+    rows = subsample(labels, max_samples, seed)
+    if rows is not None:
+        Z, groups = Z[rows], groups[rows]
+    if len(np.unique(groups)) < 2:
+        return float("nan"), len(groups)
+    return float(silhouette_score(Z, groups)), len(groups)
+
+
 def kmeans(Z: np.ndarray, k: int, seed: int, n_init: int) -> np.ndarray:
     return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(Z)
 
@@ -84,10 +111,16 @@ class Draw:
     silhouette_true: float
     embedding: np.ndarray
     clusters: np.ndarray
+    rows: np.ndarray | None = None   # row indices the draw ran on (None: every row)
+    silhouette_rows: int = 0         # rows the silhouettes were computed on
 
 
 def evaluate(X: np.ndarray, labels: np.ndarray, p: dict, seed: int, n_jobs: int = 1) -> list[Draw]:
-    """All draws: every reduction in p['reductions'] × p['n_seeds'] seeds."""
+    """All draws: every reduction in p['reductions'] × p['n_seeds'] seeds.
+
+    t-SNE draws run on a stratified subsample of `tsne_max_samples` rows when there are more
+    (Draw.rows says which); silhouettes on one of `silhouette_max_samples` rows.
+    """
     labels = np.asarray(labels)
     k = len(np.unique(labels))
     Xn = normalize(X, p["normalize"])
@@ -95,33 +128,39 @@ def evaluate(X: np.ndarray, labels: np.ndarray, p: dict, seed: int, n_jobs: int 
     for how in p["reductions"]:
         fixed = reduce(Xn, how, p, seed, n_jobs) if how in SEED_FREE else None
         for s in range(seed, seed + p["n_seeds"]):
-            Z = fixed if fixed is not None else reduce(Xn, how, p, s, n_jobs)
+            rows = subsample(labels, p["tsne_max_samples"], s) if how == "tsne" else None
+            y = labels if rows is None else labels[rows]
+            Z = fixed if fixed is not None else reduce(Xn if rows is None else Xn[rows], how, p, s, n_jobs)
             clusters = kmeans(Z, k, s, p["kmeans_n_init"])
-            sil_c = float(silhouette_score(Z, clusters)) if len(np.unique(clusters)) > 1 else float("nan")
-            draws.append(Draw(how, s, float(adjusted_rand_score(labels, clusters)),
-                              float(normalized_mutual_info_score(labels, clusters)),
-                              matched_accuracy(labels, clusters), sil_c,
-                              float(silhouette_score(Z, labels)), Z, clusters))
+            sil_c, sil_rows = silhouette(Z, clusters, y, p["silhouette_max_samples"], s)
+            sil_t, _ = silhouette(Z, y, y, p["silhouette_max_samples"], s)
+            draws.append(Draw(how, s, float(adjusted_rand_score(y, clusters)),
+                              float(normalized_mutual_info_score(y, clusters)),
+                              matched_accuracy(y, clusters), sil_c, sil_t, Z, clusters, rows, sil_rows))
     return draws
 
 
 def summarize(draws: list[Draw], primary: str) -> dict:
-    """Flat metrics: `<metric>` for the primary reduction, `<reduction>.<metric>_mean/_std` for all."""
+    """Flat metrics: `<metric>` for the primary reduction, `<reduction>.<metric>_mean/_std` for all,
+    and `<reduction>.rows` / `.silhouette_rows`: how many rows those figures were computed on."""
     out: dict = {}
-    frame = pd.DataFrame([{k: v for k, v in d.__dict__.items() if k not in ("embedding", "clusters")}
-                          for d in draws])
+    frame = pd.DataFrame([{**{k: v for k, v in d.__dict__.items() if k not in ("embedding", "clusters", "rows")},
+                           "rows": len(d.clusters)} for d in draws])
     for how, g in frame.groupby("reduction", sort=False):
         stats = {}
         for m in ("ari", "nmi", "matched_accuracy", "silhouette_clusters", "silhouette_true"):
             stats[f"{m}_mean"] = round(float(g[m].mean()), 4)
             stats[f"{m}_std"] = round(float(g[m].std(ddof=1)) if len(g) > 1 else 0.0, 4)
         stats["n_seeds"] = int(len(g))
+        stats["rows"] = int(g["rows"].max())
+        stats["silhouette_rows"] = int(g["silhouette_rows"].max())
         out[how] = stats
     if primary not in out:
         raise ValueError(f"cluster.primary={primary!r} is not among cluster.reductions {list(out)}")
     best = max(out, key=lambda h: out[h]["ari_mean"])
     out.update(ari=out[primary]["ari_mean"], ari_std=out[primary]["ari_std"],
-               silhouette=out[primary]["silhouette_clusters_mean"], primary_reduction=primary,
+               silhouette=out[primary]["silhouette_clusters_mean"], ari_rows=out[primary]["rows"],
+               primary_reduction=primary,
                best_reduction=best, best_ari=out[best]["ari_mean"])
     return out
 
