@@ -4,17 +4,30 @@ Tracking URI: $MLFLOW_TRACKING_URI, else a SQLite file at the repository root
 (`sqlite:///<root>/mlflow.db`). Queued/--temp DVC experiments run in copies under
 .dvc/tmp/exps; the default store is resolved to the real repository so their runs
 are not lost with the copy.
+
+Parallel writers (`dvc queue start -j N`) share one SQLite file. Measured: 4 processes opening a
+fresh store at once ran MLflow's schema migrations concurrently and 3 of them failed ("duplicate
+column name", alembic "expected to match one row"). `setup` therefore creates the store and the
+experiment under an exclusive file lock and switches the file to WAL (readers never block the
+writer); later writes wait on SQLite's busy timeout instead of failing with "database is locked".
 """
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import logging
 import os
+import sqlite3
 import subprocess
-from contextlib import contextmanager
+import tempfile
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from .config import repo_root
 
 SQLITE_TIMEOUT_S = 60  # concurrent writers (dvc queue start -j N) wait instead of "database is locked"
+SERVER_SCHEMES = ("http://", "https://", "databricks")  # the server chooses where artifacts go
+log = logging.getLogger("fkstudy.tracking")
 
 
 def main_repo_root() -> Path:
@@ -51,20 +64,66 @@ def standard_tags(stage: str, **extra) -> dict:
     return tags
 
 
-def setup(experiment: str):
-    """Point MLflow at the store and make sure the experiment exists.
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI (query string dropped), None for other stores."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
 
-    A new experiment's artifacts default to `<cwd>/mlruns`, which for a queued DVC experiment is a
-    temp copy that is deleted afterwards; with the default store they go to <repo>/mlartifacts.
+
+@contextmanager
+def _store_lock(db: Path):
+    """An exclusive lock per database file, held while the store and the experiment are created."""
+    key = hashlib.sha256(str(db.resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"fkstudy-mlflow-{key}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _use_wal(db: Path) -> None:
+    db.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(db, timeout=SQLITE_TIMEOUT_S)
+    try:
+        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            con.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as e:  # e.g. a filesystem without shared memory: stay in rollback mode
+        log.warning("MLflow store %s: could not switch to WAL (%s); concurrent writers rely on the busy timeout",
+                    db, e)
+    finally:
+        con.close()
+
+
+def artifact_root(db: Path | None) -> Path:
+    """`mlartifacts/` beside a SQLite file (the repo root for the default store), else at the repo root."""
+    return (db.resolve().parent if db else main_repo_root()) / "mlartifacts"
+
+
+def setup(experiment: str):
+    """Point MLflow at the store and make sure the store and the experiment exist.
+
+    A SQLite store is created (schema migrations) and the experiment registered under a file lock,
+    so parallel queue workers never race on a fresh file. A new experiment's artifacts default to
+    `<cwd>/mlruns`, which for a queued DVC experiment is a temp copy that is deleted afterwards:
+    see `artifact_root`; a tracking server keeps its own default.
     """
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
-    if mlflow.get_experiment_by_name(experiment) is None and "MLFLOW_TRACKING_URI" not in os.environ:
-        try:
-            mlflow.create_experiment(experiment, artifact_location=(main_repo_root() / "mlartifacts").as_uri())
-        except mlflow.exceptions.MlflowException:
-            pass  # created meanwhile by a parallel worker
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    db = sqlite_path(uri)
+    with _store_lock(db) if db else nullcontext():
+        if db:
+            _use_wal(db)
+        if mlflow.get_experiment_by_name(experiment) is None:  # opens (creates, migrates) the store
+            location = None if uri.startswith(SERVER_SCHEMES) else artifact_root(db).as_uri()
+            try:
+                mlflow.create_experiment(experiment, artifact_location=location)
+            except mlflow.exceptions.MlflowException:
+                pass  # created meanwhile by a worker on another store lock (non-SQLite store)
     return mlflow.set_experiment(experiment)
 
 

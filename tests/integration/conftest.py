@@ -70,6 +70,8 @@ SMALL_PARAMS = {
     "pretrained.allow_download": False,  # offline here: skip ~50 s of hub retries before random-init
     "deep_features.vgg16.batch_size": 8,
     "multiseed.n_seeds": 2,
+    "train.epochs": 30,
+    "train.augment.views": 1,
 }
 
 
@@ -101,3 +103,11 @@ def small_repo(tmp_path_factory) -> Path:
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], repo)
     os.environ.update(env)
     return repo
+
+
+@pytest.fixture(scope="session")
+def reproduced(small_repo) -> tuple[Path, str]:
+    """`dvc repro` of the whole pipeline in small_repo, once per session (shared by every module):
+    the repo and dvc's output. Tests that change the workspace work on a copy (see test_workflow)."""
+    proc = run(["dvc", "repro"], small_repo)
+    return small_repo, proc.stdout + proc.stderr
