@@ -6,13 +6,13 @@ mobilenetv3small_base and image_clip are random-init, vgg16_augmented has no tim
 """
 from __future__ import annotations
 
-import re
-
 import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from fkstudy.train.fusion import class_key
 
 CLASSES = ["Baby Care", "Beauty and Personal Care", "Computers", "Home Decor & Festive Needs", "Home Furnishing",
            "Kitchen & Dining", "Watches"]
@@ -103,8 +103,7 @@ def make_study(root: Path, optional: bool = True) -> Path:
         "concat_ari": 0.88, "concat_minus_best_single": -0.01, "select_by": "cv",
         "fusion_selected": "average_proba@0.6", "fusion_test_accuracy": 0.96, "fusion_macro_f1": 0.96,
         "fusion_ari": 0.9, "fusion_minus_best_single": 0.01,
-        "fusion_per_class": {re.sub(r"[^a-z0-9]+", "_", c.lower().replace("&", "and")).strip("_"): v
-                             for c, v in _per_class(0.96).items()},
+        "fusion_per_class": {class_key(c): v for c, v in _per_class(0.96).items()},
         "cv": {k: {"cv_accuracy": 0.9, "cv_accuracy_std": 0.02}
                for k in ("text", "image", "concat", "average_proba", "fusion")}})
     if optional:

@@ -8,7 +8,6 @@ are marked. The conclusion and the targets table are computed from the numbers, 
 """
 from __future__ import annotations
 
-import re
 
 import math
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import reference as ref
+from ..train.fusion import class_key  # the key fusion.json uses per class
 from .document import RANDOM_INIT, Block, Bullets, Figure, Heading, Para, Table
 from .summary import SUMMARY_COLUMNS, seconds, summary_rows, weights_label
 
@@ -118,9 +118,6 @@ def selected_fusion(fu: dict) -> str | None:
     """The fusion the stage selected without looking at test (its `fusion_*` keys), or None."""
     return fu.get("fusion_selected") if "fusion_test_accuracy" in fu else None
 
-
-def _snake(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", name.lower().replace("&", "and")).strip("_")
 
 
 # ---------------------------------------------------------------- sections
@@ -414,7 +411,7 @@ def _per_class_table(metrics: dict, model: str) -> Table:
     fmode = selected_fusion(fu)
     fpc = fu.get("fusion_per_class", {})
     rows = [[c, f3(v.get("precision")), f3(v.get("recall")), f3(v.get("f1")), v.get("support", ""),
-             f3(ref.SEED_PER_CLASS_F1.get(c)), f3(tpc.get(c, {}).get("f1")), f3(fpc.get(_snake(c), {}).get("f1"))]
+             f3(ref.SEED_PER_CLASS_F1.get(c)), f3(tpc.get(c, {}).get("f1")), f3(fpc.get(class_key(c), {}).get("f1"))]
             for c, v in sorted(pc.items())]
     return Table(["category", "precision", "recall", "F1", "support", "seed study F1 (VGG16)", "best text F1",
                   f"fusion F1 ({fmode or 'not run'})"], rows, caption=f"Per class, test split: {model}")
