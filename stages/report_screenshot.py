@@ -5,12 +5,16 @@ stops with a message saying how to install it (scripts/setup.sh).
 """
 import _bootstrap  # noqa: F401
 
-from fkstudy.report.render import ChromiumNotFound, screenshot
-from fkstudy.runtime import log, start_stage
+from fkstudy import paths
+from fkstudy.report.render import screenshot
+from fkstudy.runtime import log, run_stage, start_stage
 
-params = start_stage("report_screenshot")
-try:
-    screenshot("reports/study_report.html", "plots/report/study_report.png")
-except ChromiumNotFound as e:
-    raise SystemExit(f"report_screenshot: {e}") from None
-log.info("plots/report/study_report.png written")
+
+def main() -> None:
+    start_stage("report_screenshot")
+    screenshot("reports/study_report.html", paths.plots("report", "study_report.png"))
+    log.info("%s written", paths.plots("report", "study_report.png"))
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fkstudy.train.fusion import class_key
+from fkstudy.evaluate.metrics import class_key
 
 CLASSES = ["Baby Care", "Beauty and Personal Care", "Computers", "Home Decor & Festive Needs", "Home Furnishing",
            "Kitchen & Dining", "Watches"]

@@ -1,6 +1,10 @@
 """`python -m fkstudy <command>`: command-line entry points of the study package.
 
-  predict   top-3 categories of one product from the registered model (see fkstudy.predict.cli)
+  predict   top-3 categories of one product, or of a CSV file of products, from the registered model
+            (see fkstudy.predict.cli)
+  promote   move the production alias (champion) to a registered version, explicitly and logged
+            (see fkstudy.predict.promote_cli)
+  review    Markdown review of what changed between two revisions or experiments (see fkstudy.review.cli)
 """
 from __future__ import annotations
 
@@ -13,11 +17,26 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     from .predict import cli as predict_cli
 
-    predict_cli.add_arguments(sub.add_parser("predict", help="top-3 categories of one product from the registered model",
-                                             description=predict_cli.__doc__.split("\n\n")[1]))
+    predict_cli.add_arguments(sub.add_parser("predict", help="top-3 categories of one product or of a CSV file of "
+                                             "products from the registered model", description=predict_cli.__doc__,
+                                             formatter_class=argparse.RawDescriptionHelpFormatter))
+    from .predict import promote_cli
+
+    promote_cli.add_arguments(sub.add_parser("promote", help="move the production alias (champion) to a registered "
+                                             "version, explicitly and logged", description=promote_cli.__doc__,
+                                             formatter_class=argparse.RawDescriptionHelpFormatter))
+    from .review import cli as review_cli
+
+    review_cli.add_arguments(sub.add_parser("review", help="Markdown review of params, metrics, plots and stages "
+                                            "changed between two revisions or experiments", description=review_cli.__doc__,
+                                            formatter_class=argparse.RawDescriptionHelpFormatter))
     args = parser.parse_args(argv)
     if args.command == "predict":
         return predict_cli.run(args)
+    if args.command == "promote":
+        return promote_cli.run(args)
+    if args.command == "review":
+        return review_cli.run(args)
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse refuses it first
     return 2
 

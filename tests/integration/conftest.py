@@ -97,8 +97,9 @@ def small_repo(tmp_path_factory) -> Path:
         shutil.rmtree(repo / out, ignore_errors=True)
     (repo / "dvc.lock").unlink(missing_ok=True)
     set_params(repo, {**SMALL_PARAMS, "data.raw_dir": str(data)})
-    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{base / 'mlflow.db'}"}
-    run(["git", "init", "-q"], repo)
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{base / 'mlflow.db'}",
+           "FKSTUDY_PARAMS_AUDIT": str(base / "params_audit.jsonl")}  # every params key each stage reads
+    run(["git", "init", "-q", "-b", "main"], repo)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], repo)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], repo)
     os.environ.update(env)

@@ -9,10 +9,15 @@ import pytest
 
 from .conftest import run
 
+from fkstudy.image.registry import IMAGE as IMAGE_REGISTRY
+from fkstudy.image.registry import backbones
+from fkstudy.pipeline import declared_params, stages
+from fkstudy.text.registry import TEXT as TEXT_REGISTRY
+
 pytestmark = pytest.mark.integration
-TEXT = ("bow", "tfidf", "word2vec", "glove", "bert", "use")
-DEEP = ("vgg16", "efficientnet_lite0", "efficientnetb0", "mobilenetv3small", "clip")
-IMAGE = ("classical", "sift_bovw", "orb_bovw", *DEEP)
+TEXT = TEXT_REGISTRY.names()
+DEEP = IMAGE_REGISTRY.names("deep")
+IMAGE = IMAGE_REGISTRY.names()
 
 
 def test_repro_builds_every_output(reproduced):
@@ -95,8 +100,7 @@ def test_every_transfer_learning_run_is_logged_with_its_model(reproduced):
     exp = client.get_experiment_by_name("flipkart-product-classification")
     runs = client.search_runs([exp.experiment_id], "tags.stage LIKE 'train@%'")
     seen = {(r.data.tags["backbone"], r.data.tags["variant"]) for r in runs}
-    assert seen == {(b, v) for b in ("vgg16", "efficientnet_lite0", "efficientnetb0", "mobilenetv3small")
-                    for v in ("base", "augmented")}
+    assert seen == {(b, v) for b in backbones() for v in ("base", "augmented")}
     for r in runs:
         b = r.data.tags["backbone"]
         assert r.data.tags["weights"] == ("imagenet" if b in ("vgg16", "efficientnet_lite0") else "random-init")
@@ -108,3 +112,20 @@ def test_every_transfer_learning_run_is_logged_with_its_model(reproduced):
         assert len(models) == 1
         info = mlflow.models.get_model_info(f"models:/{models[0].model_id}")
         assert info.signature is not None and info.signature.inputs.to_dict()[0]["type"] == "tensor"
+
+
+def test_every_stage_read_only_declared_params(reproduced):
+    """Params read = params declared: the repro ran with FKSTUDY_PARAMS_AUDIT (conftest), every stage
+    started through fkstudy.runtime.start_stage (which stops a stage on an undeclared read), and every key
+    a stage read is one its dvc.yaml entry lists."""
+    repo, _ = reproduced
+    reads: dict[str, set] = {}
+    for line in (repo.parent / "params_audit.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        reads.setdefault(rec["stage"], set()).add(rec["key"])
+    every = set(stages(repo))
+    assert set(reads) == every - {"report", "report_screenshot"}  # the two stages that declare no params
+    for stage, keys in reads.items():
+        declared = declared_params(stage, repo)
+        undeclared = [k for k in keys if not any(k == d or k.startswith(d + ".") for d in declared)]
+        assert not undeclared, f"{stage} read {undeclared}, declared {declared}"

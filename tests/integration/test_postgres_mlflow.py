@@ -128,7 +128,7 @@ def trained(postgres, tmp_path_factory):
         run(cmd, repo)
     env = {"MLFLOW_TRACKING_URI": postgres.create_database("mlflow_study")}
     for stage in (["ingest.py"], ["clean_text.py"], ["text_features.py", "tfidf"],
-                  ["text_classifier.py", "tfidf", "data/features/text/tfidf.npz"]):
+                  ["text_classifier.py", "tfidf"]):
         run([sys.executable, f"stages/{stage[0]}", *stage[1:]], repo, env)
     return repo, env["MLFLOW_TRACKING_URI"]
 
@@ -143,7 +143,7 @@ def test_training_run_is_in_the_postgres_store(trained):
     assert len(runs) == 1
     r = runs[0]
     assert r.info.status == "FINISHED"
-    assert r.data.params["features"] == "data/features/text/tfidf.npz" and r.data.params["head.type"] == "logreg"
+    assert r.data.params["features"] == "data/features/text_tfidf.npz" and r.data.params["head.type"] == "logreg"
     assert 0.0 <= r.data.metrics["macro_f1"] <= 1.0 and "cv_macro_f1" in r.data.metrics
     assert r.data.tags["git_commit"] != "unknown" and r.data.tags["features"] == "tfidf"
     models = client.search_logged_models([exp.experiment_id], filter_string=f"source_run_id = '{r.info.run_id}'")

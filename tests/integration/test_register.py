@@ -19,14 +19,26 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def registered(small_repo):
-    """Only what `register` needs (ingest, bert, images, Lite0, fusion) — cheaper than the whole pipeline."""
+    """Only what `register` needs (ingest, bert, images, Lite0, fusion) — cheaper than the whole pipeline.
+    The alias moves only on register.production_branch (main): on another branch (`git init` may name it
+    master) the version is a challenger, and the explicit `promote` command makes it the champion."""
     run(["dvc", "repro", "register"], small_repo)
+    rep = json.loads((small_repo / "reports/register.json").read_text())
+    branch = run(["git", "symbolic-ref", "-q", "--short", "HEAD"], small_repo, check=False).stdout.strip()
+    production = yaml.safe_load((small_repo / "params.yaml").read_text())["register"]["production_branch"]
+    if branch == production:
+        assert rep["promoted"] and rep["aliases_set"] == [rep["alias"]], rep
+    else:
+        assert not rep["promoted"] and f"is not register.production_branch {production!r}" in rep["reason"], rep
+        assert rep["aliases_set"] == ["challenger"] and rep["git_branch"] == branch
+        proc = _cli(small_repo, "--version", str(rep["version"]), "--yes", command="promote")
+        assert proc.returncode == 0 and f"-> v{rep['version']}" in proc.stdout, proc.stderr
     return small_repo
 
 
-def _cli(repo, *args):
+def _cli(repo, *args, command="predict"):
     env = {"PYTHONPATH": str(repo / "src"), "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
-    return run([sys.executable, "-m", "fkstudy", "predict", *args], repo, env=env, check=False)
+    return run([sys.executable, "-m", "fkstudy", command, *args], repo, env=env, check=False)
 
 
 def test_register_records_a_reproducible_metric_and_the_registry_version(registered):
@@ -56,6 +68,30 @@ def test_cli_predicts_from_the_registry(registered):
     assert doc["modality"] == "text+image" and len(doc["top"]) == 3
     proc = _cli(registered, "--name", row["name"], "--image", "no/such.jpg")
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == ["error: image no/such.jpg: file not found"]
+
+
+def test_batch_cli_predicts_a_csv_of_real_products(registered, tmp_path):
+    """Real test products (photos by absolute path, one text-only) plus two bad rows: exit 3, every row in
+    the output with its CSV line, the good rows equal to the register stage's own end-to-end predictions."""
+    catalog = pd.read_parquet(registered / "data/interim/catalog.parquet")
+    test = catalog[(catalog["split"] == "test") & (catalog["image_status"] == "ok")].head(4)
+    raw = yaml.safe_load((registered / "params.yaml").read_text())["data"]
+    one_line = test["description"].str.replace(r"\s+", " ", regex=True)  # one CSV line per product here
+    rows = pd.DataFrame({"id": test["id"], "name": test["name"], "description": one_line,
+                         "image": [os.path.join(raw["raw_dir"], raw["image_dir"], f) for f in test["image"]]})
+    rows = pd.concat([rows, pd.DataFrame({"id": ["empty", "nophoto"], "name": ["", "Analog watch"],
+                                          "description": ["", ""], "image": ["", "no/such.jpg"]})])
+    src, dst = tmp_path / "products.csv", tmp_path / "predictions.csv"
+    rows.to_csv(src, index=False)
+    proc = _cli(registered, "--input", str(src), "--output", str(dst))
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.splitlines()[:2] == [
+        "line 6: name and description are both empty; give at least one of them", "line 7: image not found: such.jpg"]
+    out = pd.read_csv(dst, dtype={"id": str}, keep_default_na=False)
+    assert len(out) == 6 and list(out["error"] != "") == [False] * 4 + [True] * 2
+    assert list(out["modality"][:4]) == ["text+image"] * 4
+    expected = pd.read_csv(registered / "reports/register_test_predictions.csv").set_index("id")
+    assert list(out["category_1"][:4]) == list(expected.loc[list(test["id"]), "category_1"])
 
 
 def test_pyfunc_from_the_registry(registered):

@@ -1,6 +1,6 @@
 """Atomic outputs: a write or a stage that dies half-way leaves nothing a later stage would accept.
 
-Every writer in fkstudy.io goes through `atomic_path` (write a hidden temporary file beside the
+Every writer in fkstudy.files goes through `atomic_path` (write a hidden temporary file beside the
 target, rename it onto the target only when complete). Here each writer is made to fail after
 half of its work (an exception injected by monkeypatch, or the process killed with SIGKILL),
 then the reader the next stage uses is pointed at the target: it finds the previous complete
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fkstudy import io
+from fkstudy import files
 from fkstudy.data.catalog import CatalogError, load_catalog
 from fkstudy.image.cache import load_image_cache, save_image_cache
 
@@ -99,26 +99,26 @@ IMAGES = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
 
 # name: (file, write(path, version), read(path) -> comparable, inject(monkeypatch))
 WRITERS = {
-    "save_features": ("f.npz", lambda p, v: io.save_features(p, X + v, IDS, {"v": v}),
-                      lambda p: io.load_features(p)[2]["v"], _fail_after_first_array),
+    "save_features": ("f.npz", lambda p, v: files.save_features(p, X + v, IDS, {"v": v}),
+                      lambda p: files.load_features(p)[2]["v"], _fail_after_first_array),
     "save_image_cache": ("images.npz", lambda p, v: save_image_cache(p, IMAGES, ["a", "b", "c", "d"], {"v": v}),
                          lambda p: load_image_cache(p)[2]["v"], _fail_after_first_array),
-    "save_npz": ("arrays.npz", lambda p, v: io.save_npz(p, a=np.full(5, v), b=np.arange(3), meta=np.asarray("{}")),
-                 lambda p: int(io.load_npz(p, ("a", "b", "meta"), "array file", "x")[0][0]), _fail_after_first_array),
-    "write_json": ("m.json", lambda p, v: io.write_json(p, {"v": v, "pad": list(range(50))}),
+    "save_npz": ("arrays.npz", lambda p, v: files.save_npz(p, a=np.full(5, v), b=np.arange(3), meta=np.asarray("{}")),
+                 lambda p: int(files.load_npz(p, ("a", "b", "meta"), "array file", "x")[0][0]), _fail_after_first_array),
+    "write_json": ("m.json", lambda p, v: files.write_json(p, {"v": v, "pad": list(range(50))}),
                    lambda p: json.loads(Path(p).read_text())["v"],
                    lambda mp: _fail_half_written(mp, Path, "write_text", text=True)),
-    "write_csv": ("t.csv", lambda p, v: io.write_csv(p, pd.DataFrame({"v": [v] * 50, "x": range(50)})),
+    "write_csv": ("t.csv", lambda p, v: files.write_csv(p, pd.DataFrame({"v": [v] * 50, "x": range(50)})),
                   lambda p: int(pd.read_csv(p)["v"].iloc[-1]) if len(pd.read_csv(p)) == 50 else "partial",
                   lambda mp: _fail_half_written(mp, pd.DataFrame, "to_csv", text=False)),
-    "write_parquet": ("catalog.parquet", lambda p, v: io.write_parquet(p, _catalog().assign(name=f"v{v}")),
+    "write_parquet": ("catalog.parquet", lambda p, v: files.write_parquet(p, _catalog().assign(name=f"v{v}")),
                       lambda p: load_catalog(p)["name"].iloc[0],
                       lambda mp: _fail_half_written(mp, pd.DataFrame, "to_parquet", text=False)),
-    "save_figure": ("fig.png", lambda p, v: io.save_figure(_figure(), p),
+    "save_figure": ("fig.png", lambda p, v: files.save_figure(_figure(), p),
                     lambda p: _read_png(p) or "png", lambda mp: _fail_half_written(mp, _figure_class(), "savefig",
                                                                                text=False)),
 }
-NOT_FOUND = (io.FeatureFileError, CatalogError, FileNotFoundError)
+NOT_FOUND = (files.FeatureFileError, CatalogError, FileNotFoundError)
 
 
 @pytest.mark.parametrize("name", list(WRITERS))
@@ -161,10 +161,10 @@ def _stage(out: Path, fail_at: str | None = None) -> None:
         if fail_at == "compute" and h == 0:
             raise Killed("killed after half of the rows")
     feats = np.concatenate(halves)
-    io.save_features(out / "data/features/x.npz", feats, IDS, {"extractor": "x"})
+    files.save_features(out / "data/features/x.npz", feats, IDS, {"extractor": "x"})
     if fail_at == "between":
         raise Killed("killed between the two outputs")
-    io.write_json(out / "metrics/x.json", {"dim": int(feats.shape[1]), "n": len(IDS)})
+    files.write_json(out / "metrics/x.json", {"dim": int(feats.shape[1]), "n": len(IDS)})
 
 
 def _outputs(out: Path) -> dict:
@@ -198,7 +198,7 @@ CHILD = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {src!r})
     import numpy as np
-    from fkstudy import io
+    from fkstudy import files
     real = np.lib.format.write_array
     def slow(fh, arr, *a, **k):
         real(fh, arr, *a, **k)
@@ -207,7 +207,7 @@ CHILD = textwrap.dedent("""
         time.sleep(120)
     np.lib.format.write_array = slow
     if {kind!r} == "npz":
-        io.save_features({path!r}, np.ones((1000, 64), np.float32), [str(i) for i in range(1000)], {{}})
+        files.save_features({path!r}, np.ones((1000, 64), np.float32), [str(i) for i in range(1000)], {{}})
     else:
         from pathlib import Path
         def slow_text(self, data, *a, **k):
@@ -216,7 +216,7 @@ CHILD = textwrap.dedent("""
                 print("half", flush=True)
                 time.sleep(120)
         Path.write_text = slow_text
-        io.write_json({path!r}, {{"ari": 0.5, "pad": list(range(100))}})
+        files.write_json({path!r}, {{"ari": 0.5, "pad": list(range(100))}})
 """)
 
 
@@ -237,10 +237,10 @@ def test_sigkill_mid_write_leaves_nothing_a_reader_or_glob_accepts(tmp_path, kin
     # the report stage globs metrics/**/*.json; extractors' files are read by exact name
     assert list(tmp_path.rglob(f"*{path.suffix}")) == []
     if kind == "npz":
-        with pytest.raises(io.FeatureFileError, match="not found"):
-            io.load_features(path)
-        io.save_features(path, np.ones((3, 2), np.float32), ["a", "b", "c"], {})
-        assert io.load_features(path)[0].shape == (3, 2)
+        with pytest.raises(files.FeatureFileError, match="not found"):
+            files.load_features(path)
+        files.save_features(path, np.ones((3, 2), np.float32), ["a", "b", "c"], {})
+        assert files.load_features(path)[0].shape == (3, 2)
     else:
-        io.write_json(path, {"ari": 0.5})
+        files.write_json(path, {"ari": 0.5})
         assert json.loads(path.read_text()) == {"ari": 0.5}

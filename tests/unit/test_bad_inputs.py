@@ -1,11 +1,11 @@
 """Bad input at every stage boundary gives a clear error naming the file / column / row / key.
 
-Complements test_ingest (raw CSV + photos), test_io (feature-file shape/dtype/ids), test_config
+Complements test_ingest (raw CSV + photos), test_files (feature-file shape/dtype/ids), test_params
 (params types/ranges/typos) and test_image_preprocess (image cache, decoding): here the catalog
 every stage reads, what those tests leave out at the other boundaries (empty features, bad meta,
 odd YAML, corrupt weights files, empty / missing image folders, no train rows) and, at the end,
-real stage processes fed bad input: the last line of stderr names the problem and the innermost
-frame is our own check, not a library's internals.
+real stage processes fed bad input: they exit 2 with one line `error: <the problem>` on stderr and no
+traceback, and (with FKSTUDY_TRACEBACK=1) the innermost frame is our own check, not a library's internals.
 """
 from __future__ import annotations
 
@@ -21,12 +21,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from fkstudy import io
-from fkstudy.config import ParamsError, _UniqueKeyLoader, load_params
+from fkstudy import files, paths
 from fkstudy.data.catalog import CatalogError, load_catalog
+from fkstudy.errors import StudyError
 from fkstudy.image import weights as W
 from fkstudy.image.cache import load_image_cache
+from fkstudy.image.registry import weight_spec
+from fkstudy.params import ParamsError, _UniqueKeyLoader, load_params
+from fkstudy.registry import Context
 from fkstudy.text import features as F
+from fkstudy.text.registry import BowParams, Word2VecParams
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -128,24 +132,24 @@ def _raw_npz(path: Path, **arrays) -> Path:
      r"unreadable feature file \(JSONDecodeError"),
     (dict(X=np.ones((2, 2), np.float32), ids=np.array([["a", "b"]])), r"1 ids for 2 rows"),
 ])
-def test_feature_file_boundaries_not_covered_by_test_io(tmp_path, arrays, message):
+def test_feature_file_boundaries_not_covered_by_test_files(tmp_path, arrays, message):
     arrays.setdefault("meta", np.asarray("{}"))
     path = _raw_npz(tmp_path / "feats.npz", **arrays)
-    with pytest.raises(io.FeatureFileError, match=message) as err:
-        io.load_features(path)
+    with pytest.raises(files.FeatureFileError, match=message) as err:
+        files.load_features(path)
     assert "feats.npz" in str(err.value)
 
 
 def test_save_features_refuses_empty_output(tmp_path):
-    with pytest.raises(io.FeatureFileError, match="X is empty"):
-        io.save_features(tmp_path / "f.npz", np.zeros((0, 3), np.float32), [], {})
+    with pytest.raises(files.FeatureFileError, match="X is empty"):
+        files.save_features(tmp_path / "f.npz", np.zeros((0, 3), np.float32), [], {})
     assert not (tmp_path / "f.npz").exists()
 
 
 def test_image_cache_without_images(tmp_path):
     path = _raw_npz(tmp_path / "images.npz", images=np.zeros((0, 8, 8, 3), np.uint8), ids=np.array([], dtype="<U1"),
                     meta=np.asarray("{}"))
-    with pytest.raises(io.FeatureFileError, match=r"images.npz: the image cache holds no usable image"):
+    with pytest.raises(files.FeatureFileError, match=r"images.npz: the image cache holds no usable image"):
         load_image_cache(path)
 
 
@@ -174,7 +178,7 @@ def _params_file(tmp_path, text: str) -> Path:
     (lambda t: "- seed\n- n_jobs\n", r"params: the top level must be a mapping, got \['seed', 'n_jobs'\]"),
     (lambda t: t + "\n[a, b]: 1\n", r"(?s)not valid YAML: .*unhashable key"),
 ])
-def test_params_file_boundaries_not_covered_by_test_config(tmp_path, edit, message):
+def test_params_file_boundaries_not_covered_by_test_params(tmp_path, edit, message):
     text = (ROOT / "params.yaml").read_text()
     assert edit(text) != text
     with pytest.raises(ParamsError, match=message):
@@ -241,27 +245,31 @@ def test_truncated_safetensors_weights(tmp_path):
 def test_corrupt_lite0_checkpoint_names_the_file(tmp_path, content, detail, no_network):
     import torch
 
-    from fkstudy.image import deep
+    from fkstudy.image import torch_models
 
-    path = tmp_path / W.LITE0_FILE
+    path = tmp_path / weight_spec("efficientnet_lite0").local_names[0]
     if content == "other_model":
         torch.save({"fc.weight": torch.zeros(2, 2)}, path)
     else:
         path.write_bytes(content)
-    policy = deep.WeightsPolicy(dir=str(tmp_path), allow_random_init=True, allow_download=False)
+    policy = W.WeightsPolicy(dir=str(tmp_path), allow_random_init=True, allow_download=False)
     with pytest.raises(W.CorruptWeightsError, match=re.escape(str(path)) + r": cannot load efficientnet_lite0 .*"
                        + detail) as err:
-        deep.load_lite0(policy)
+        torch_models.load_lite("efficientnet_lite0", policy)
     assert "re-run `dvc repro pretrained`" in str(err.value)
 
 
 # ------------------------------------------------------------------------------ text features, images
+BOW = BowParams(field="name", input="lemmas", min_df=1, max_df=1.0, ngram_max=1, max_features=10)
+W2V = Word2VecParams(field="name", input="lemmas", vector_size=8, window=2, min_count=1, epochs=1, sg=0,
+                     pooling="mean")
+
+
 def test_no_train_row_to_fit_on():
     docs = ["red watch", "blue towel", "steel mug"]
-    none = np.zeros(3, dtype=bool)
-    for fn in (lambda: F.bow(docs, dict(min_df=1, max_df=1.0, ngram_max=1, max_features=10), none),
-               lambda: F.word2vec(docs, dict(vector_size=8, window=2, min_count=1, epochs=1, sg=0, pooling="mean"),
-                                  none)):
+    none = Context(ids=["0", "1", "2"], fit_ids=frozenset())  # no row is a train row
+    assert not none.fit_mask().any()
+    for fn in (lambda: F.bow(docs, BOW, none), lambda: F.word2vec(docs, W2V, none)):
         with pytest.raises(ValueError, match="fit_mask selects none of the 3 documents: no train rows"):
             fn()
 
@@ -269,8 +277,7 @@ def test_no_train_row_to_fit_on():
 def test_word2vec_fit_mask_of_the_wrong_length_is_refused():
     """It used to be zipped silently against the documents (the extra rows ignored)."""
     with pytest.raises(ValueError, match="fit_mask has 2 entries for 3 documents"):
-        F.word2vec(["a b", "c d", "e f"], dict(vector_size=8, window=2, min_count=1, epochs=1, sg=0, pooling="mean"),
-                   np.array([True, True]))
+        F.word2vec(["a b", "c d", "e f"], W2V, Context(ids=["0", "1"], fit_ids=frozenset({"0", "1"})))
 
 
 @pytest.mark.parametrize("folder", ["missing", "empty"])
@@ -283,7 +290,8 @@ def test_prep_images_with_a_missing_or_empty_image_folder(tmp_path, folder):
     images, ids, quality, failures = build_image_cache(catalog(6), image_dir, size=16, aspect="pad", max_pixels=10**6,
                                                        blank_threshold=8.0, progress=False)
     assert ids == [] and len(failures) == 6 and set(failures["reason"]) == {"missing"}
-    with pytest.raises(RuntimeError, match=r"no image could be decoded \(failures by reason: \{'missing': 6\}\); "
+    # an expected failure (bad data.raw_dir / data.image_dir): a StudyError, so the stage prints one line
+    with pytest.raises(StudyError, match=r"no image could be decoded \(failures by reason: \{'missing': 6\}\); "
                                            r"check data.raw_dir / data.image_dir"):
         require_images(ids, failures)
 
@@ -292,24 +300,28 @@ def test_prep_images_with_a_missing_or_empty_image_folder(tmp_path, folder):
 def _repo(tmp_path, params_edit=None) -> Path:
     repo = tmp_path / "repo"
     (repo / "data/interim").mkdir(parents=True)
-    (repo / "dvc.yaml").write_text("stages: {}\n")
+    # the real dvc.yaml: a stage reads the params its entry declares there
+    (repo / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
     text = (ROOT / "params.yaml").read_text()
     (repo / "params.yaml").write_text(params_edit(text) if params_edit else text)
     catalog(15).to_parquet(repo / "data/interim/catalog.parquet", index=False)
     return repo
 
 
-def _run_stage(repo: Path, *args: str) -> subprocess.CompletedProcess:
+def _run_stage(repo: Path, *args: str, traceback: bool = False) -> subprocess.CompletedProcess:
     env = {**os.environ, "MPLBACKEND": "Agg", "MLFLOW_TRACKING_URI": f"sqlite:///{repo}/mlflow.db"}
+    env.pop("FKSTUDY_TRACEBACK", None)
+    if traceback:
+        env["FKSTUDY_TRACEBACK"] = "1"
     return subprocess.run([sys.executable, str(ROOT / "stages" / args[0]), *args[1:]], cwd=repo, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
 def _features(repo: Path, name: str, X, ids, meta) -> str:
-    path = repo / "data/features" / name
+    path = repo / paths.feature_set(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     if X.dtype == np.float32:
-        io.save_features(path, X, ids, meta)
+        files.save_features(path, X, ids, meta)
     else:
         _raw_npz(path, X=X, ids=np.asarray(ids), meta=np.asarray(json.dumps(meta)))
     return str(path.relative_to(repo))
@@ -321,46 +333,62 @@ def _bad_catalog(repo):
 
 
 def _unknown_ids(repo):
-    return ("cluster.py", "x", _features(repo, "x.npz", np.ones((3, 2), np.float32), ["p00", "zz1", "zz2"], {}))
+    _features(repo, "text_bow", np.ones((3, 2), np.float32), ["p00", "zz1", "zz2"], {})
+    return ("cluster.py", "text_bow")
 
 
 def _float64(repo):
-    return ("cluster.py", "x", _features(repo, "x.npz", np.ones((3, 2), np.float64), ["p00", "p01", "p02"], {}))
+    _features(repo, "text_bow", np.ones((3, 2), np.float64), ["p00", "p01", "p02"], {})
+    return ("cluster.py", "text_bow")
 
 
 def _fitted_on_all(repo):
     ids = [f"p{i:02d}" for i in range(15)]
-    return ("text_classifier.py", "x", _features(repo, "x.npz", np.ones((15, 2), np.float32), ids, {"fit_on": "all"}))
+    _features(repo, "text_bow", np.ones((15, 2), np.float32), ids, {"fit_on": "all"})
+    return ("text_classifier.py", "bow")
 
 
-# case: (edit of params.yaml, setup(repo) -> stage args, the last stderr line)
+# case: (edit of params.yaml, setup(repo) -> stage args, the one `error:` line on stderr, the error's class)
 STAGE_CASES = {
     "catalog with an unknown split": (None, _bad_catalog,
-                                      r"CatalogError: data/interim/catalog.parquet: column 'split'"),
+                                      r"error: data/interim/catalog.parquet: column 'split'", "CatalogError"),
     "param of the wrong type": (lambda t: t.replace("min_token_len: 2", "min_token_len: two"),
                                 lambda repo: ("clean_text.py",),
-                                r"ParamsError: params: 'clean_text.min_token_len' must be int"),
+                                r"error: params: 'clean_text.min_token_len' must be int", "ParamsError"),
     "feature file with unknown ids": (None, _unknown_ids,
-                                      r"CatalogError: data/features/x.npz: 2 of 3 ids are not in the catalog"),
+                                      r"error: data/features/text_bow.npz: 2 of 3 ids are not in the catalog",
+                                      "CatalogError"),
     "feature file of the wrong dtype": (None, _float64,
-                                        r"FeatureFileError: data/features/x.npz: X must be float32, got float64"),
+                                        r"error: data/features/text_bow.npz: X must be float32, got float64",
+                                        "FeatureFileError"),
     "features fitted on all rows, for a classifier": (None, _fitted_on_all,
-                                                      r"FeatureFileError: data/features/x.npz: fitted on 'all' rows"),
+                                                      r"error: data/features/text_bow.npz: fitted on 'all' rows",
+                                                      "FeatureFileError"),
     "data path that does not exist": (lambda t: t.replace("raw_dir: data/raw/flipkart", "raw_dir: /nonexistent/flipkart"),
                                       lambda repo: ("ingest.py",),
-                                      r"CatalogError: data directory /nonexistent/flipkart does not exist"),
+                                      r"error: data directory /nonexistent/flipkart does not exist", "CatalogError"),
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(STAGE_CASES))
 def test_stage_fails_with_our_message_not_a_library_traceback(tmp_path, case):
-    params_edit, setup, message = STAGE_CASES[case]
+    params_edit, setup, message, error_class = STAGE_CASES[case]
     repo = _repo(tmp_path, params_edit)
-    proc = _run_stage(repo, *setup(repo))
-    assert proc.returncode != 0
-    last = proc.stderr.strip().splitlines()[-1]
-    assert re.search(message, last), proc.stderr[-2000:]
+    args = setup(repo)
+    proc = _run_stage(repo, *args)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and proc.stderr.strip().splitlines()[-1] == errors[0], proc.stderr[-2000:]
+    assert re.match(message, errors[0]), proc.stderr[-2000:]
+    assert not list((repo / "metrics").rglob("*.json"))  # nothing half-done for `dvc metrics` to show
+
+    # FKSTUDY_TRACEBACK=1 shows where it was raised: our own check, not a library's internals
+    proc = _run_stage(repo, *args, traceback=True)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert re.match(message, proc.stderr.strip().splitlines()[-1]), proc.stderr[-2000:]
+    assert re.search(rf"^\S*{error_class}: ", proc.stderr, re.M), proc.stderr[-2000:]
     frames = re.findall(r'File "([^"]+)", line \d+', proc.stderr)
     assert frames and "/src/fkstudy/" in frames[-1], f"raised from {frames[-1:]}, not from our own check"
-    assert not list((repo / "metrics").rglob("*.json"))  # nothing half-done for `dvc metrics` to show
+    assert not list((repo / "metrics").rglob("*.json"))

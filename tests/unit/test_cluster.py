@@ -8,10 +8,19 @@ from sklearn.datasets import make_blobs
 from threadpoolctl import threadpool_limits
 
 from fkstudy.evaluate import cluster as cl
+from fkstudy.evaluate.params import ClusterParams
 
-P = dict(reductions=["none", "pca", "tsne"], primary="tsne", pca_components=5, tsne_perplexity=10,
-         tsne_pca_components=10, tsne_metric="euclidean", tsne_init="random",
-         normalize="l2", n_seeds=2, kmeans_n_init=4, tsne_max_samples=0, silhouette_max_samples=0)
+RAW = dict(reductions=["none", "pca", "tsne"], primary="tsne", pca_components=5, tsne_perplexity=10,
+           tsne_pca_components=10, tsne_metric="euclidean", tsne_init="random",
+           normalize="l2", n_seeds=2, kmeans_n_init=4, tsne_max_samples=0, silhouette_max_samples=0)
+
+
+def params(**changes) -> ClusterParams:
+    """The `cluster` section of these tests, validated, with `changes`."""
+    return ClusterParams.model_validate({**RAW, **changes})
+
+
+P = params()
 CLASSES = np.array(["Baby Care", "Computers", "Watches", "Home Furnishing"])
 
 
@@ -112,7 +121,7 @@ def test_labels_for_joins_on_id(blobs):
 def test_feature_row_order_does_not_change_ari(blobs):
     """The seed study's CLIP ARI of -0.0003: labels in catalog order, features in another order."""
     X, ids, _, catalog = blobs
-    p = {**P, "reductions": ["pca"], "primary": "pca", "n_seeds": 1}
+    p = params(reductions=["pca"], primary="pca", n_seeds=1)
     perm = np.random.default_rng(1).permutation(len(ids))
     results = []
     for order in (np.arange(len(ids)), perm):
@@ -182,9 +191,9 @@ def big_blobs():
 def test_thresholds_above_n_change_nothing(big_blobs):
     """The default thresholds (3000) sit above the 1050-product catalog: the same draws as no limit."""
     X, labels = big_blobs
-    p = {**P, "tsne_pca_components": 0}
-    unlimited = cl.evaluate(X, labels, p, seed=0)
-    limited = cl.evaluate(X, labels, {**p, "tsne_max_samples": 600, "silhouette_max_samples": 600}, seed=0)
+    unlimited = cl.evaluate(X, labels, params(tsne_pca_components=0), seed=0)
+    limited = cl.evaluate(X, labels, params(tsne_pca_components=0, tsne_max_samples=600, silhouette_max_samples=600),
+                          seed=0)
     for a, b in zip(unlimited, limited):
         assert b.rows is None and b.silhouette_rows == 600
         assert (a.ari, a.silhouette_clusters, a.silhouette_true) == (b.ari, b.silhouette_clusters, b.silhouette_true)
@@ -193,7 +202,7 @@ def test_thresholds_above_n_change_nothing(big_blobs):
 
 def test_tsne_and_silhouette_on_a_subsample_above_the_threshold(big_blobs):
     X, labels = big_blobs
-    p = {**P, "tsne_max_samples": 200, "silhouette_max_samples": 150}
+    p = params(tsne_max_samples=200, silhouette_max_samples=150)
     draws = cl.evaluate(X, labels, p, seed=0)
     for d in draws:
         assert d.silhouette_rows == 150 and d.ari > 0.99
@@ -208,12 +217,18 @@ def test_tsne_and_silhouette_on_a_subsample_above_the_threshold(big_blobs):
 
 
 def test_subsample_thresholds_are_validated():
-    from fkstudy.config import ParamsError, load_params, validate_params
     from pathlib import Path
 
-    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
-    assert params["cluster"]["tsne_max_samples"] > 1050 and params["cluster"]["silhouette_max_samples"] > 1050
+    import yaml
+
+    from fkstudy.params import ParamsError, load_params, validate_params
+
+    path = Path(__file__).resolve().parents[2] / "params.yaml"
+    real = load_params(path)
+    assert real.cluster.tsne_max_samples > 1050 and real.cluster.silhouette_max_samples > 1050
+    raw = yaml.safe_load(path.read_text())
     for bad in (50, -1):
         with pytest.raises(ParamsError, match="cluster.tsne_max_samples"):
-            validate_params({**params, "cluster": {**params["cluster"], "tsne_max_samples": bad}})
-    validate_params({**params, "cluster": {**params["cluster"], "silhouette_max_samples": 0}})
+            validate_params({**raw, "cluster": {**raw["cluster"], "tsne_max_samples": bad}})
+    assert validate_params({**raw, "cluster": {**raw["cluster"], "silhouette_max_samples": 0}}).cluster \
+        .silhouette_max_samples == 0

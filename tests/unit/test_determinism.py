@@ -13,21 +13,30 @@ import numpy as np
 import pytest
 
 from fkstudy.evaluate import cluster as cl
+from fkstudy.evaluate.params import ClusterParams
 from fkstudy.image import classical as C
 from fkstudy.image import deep
+from fkstudy.registry import Context
 from fkstudy.text import features as F
+from fkstudy.text.registry import Word2VecParams
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-W2V = dict(vector_size=16, window=2, min_count=1, epochs=10, sg=1, pooling="mean")
-CLUSTER = dict(reductions=["tsne"], primary="tsne", pca_components=5, tsne_perplexity=5.0, tsne_pca_components=0,
-               tsne_metric="euclidean", tsne_init="random", normalize="l2", n_seeds=1, kmeans_n_init=2,
-               tsne_max_samples=0, silhouette_max_samples=0)
+W2V = Word2VecParams(field="name", input="lemmas", vector_size=16, window=2, min_count=1, epochs=10, sg=1,
+                     pooling="mean")
+CLUSTER = ClusterParams(reductions=["tsne"], primary="tsne", pca_components=5, tsne_perplexity=5.0,
+                        tsne_pca_components=0, tsne_metric="euclidean", tsne_init="random", normalize="l2",
+                        n_seeds=1, kmeans_n_init=2, tsne_max_samples=0, silhouette_max_samples=0)
 
 
 def docs() -> list[str]:
     rng = np.random.default_rng(0)
     words = [f"w{i}" for i in range(40)]
     return [" ".join(rng.choice(words, size=8)) for _ in range(30)]
+
+
+def ctx(seed: int, timings: dict | None = None) -> Context:
+    """Every one of the 30 documents may be fitted on (as with text_features.fit_on: all)."""
+    return Context(ids=[str(i) for i in range(30)], seed=seed, timings={} if timings is None else timings)
 
 
 def descriptors(seed: int = 0) -> list[np.ndarray]:
@@ -49,7 +58,7 @@ def seeded_arrays(seed: int) -> dict[str, np.ndarray]:
     X, labels = blobs()
     with threadpool_limits(1):
         draw = cl.evaluate(X, labels, CLUSTER, seed=seed, n_jobs=1)[0]
-        return {"word2vec": F.word2vec(docs(), W2V, seed=seed)[0],
+        return {"word2vec": F.word2vec(docs(), W2V, ctx(seed))[0],
                 "codebook": C.fit_codebook(descriptors(), k=4, seed=seed, max_descriptors=100).centers,
                 "tsne": draw.embedding, "kmeans": draw.clusters}
 
@@ -88,7 +97,7 @@ def test_same_seed_same_arrays_across_processes_and_hash_seeds(tmp_path):
 
 def test_word2vec_info_has_no_wall_clock():
     timings: dict = {}
-    _, info = F.word2vec(docs(), W2V, seed=0, timings=timings)
+    _, info = F.word2vec(docs(), W2V, ctx(0, timings))
     assert timings["train_seconds"] >= 0
     assert not [k for k in info if "second" in k]
 

@@ -12,12 +12,23 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from fkstudy.files import align
 from fkstudy.tracking import flatten
 from fkstudy.train import fusion as F
 from fkstudy.train import heads
+from fkstudy.train.heads import HeadParams
 
 CLASSES = ["Baby Care", "Computers", "Home Decor & Festive Needs", "Watches"]
-LOGREG = {"type": "logreg", "scale": "standard", "C": [0.1, 1.0], "max_iter": 500}
+
+
+def head(**kw) -> HeadParams:
+    """A head config: every field is required, so the ones a test does not care about get fixed values."""
+    base = {"type": "logreg", "scale": "standard", "C": [1.0], "hidden": [16], "alpha": 1e-3, "lr": 1e-2,
+            "batch_size": 32, "max_iter": 500, "patience": 5}
+    return HeadParams.model_validate({**base, **kw})
+
+
+LOGREG = head(type="logreg", scale="standard", C=[0.1, 1.0], max_iter=500)
 KW = dict(modes=["concat", "average_proba", "geometric_proba"], weights=[0.25, 0.5, 0.75], n_splits=3, n_repeats=1)
 
 
@@ -84,12 +95,12 @@ def test_no_test_id_reaches_any_fit(world, monkeypatch):
     T[np.isin(t_ids, list(test_ids))] = np.nan
     I[np.isin(i_ids, list(test_ids))] = np.nan
     selected_ids, head_fits, estimator_fits = [], [], []
-    real_rows, real_fit_head = heads._rows, heads.fit_head
+    real_align, real_fit_head = F.align, heads.fit_head
     real_lr, real_scaler = LogisticRegression.fit, StandardScaler.fit
 
-    def rows_spy(X, ids, wanted):
+    def rows_spy(X, ids, wanted, *a, **k):
         selected_ids.append(list(wanted))
-        return real_rows(X, ids, wanted)
+        return real_align(X, ids, wanted, *a, **k)
 
     def fit_spy(X_train, y_train, X_val, y_val, cfg, seed):
         head_fits.append((len(X_train), len(X_val)))
@@ -106,7 +117,7 @@ def test_no_test_id_reaches_any_fit(world, monkeypatch):
         assert np.isfinite(np.asarray(X, dtype=float)).all()
         return real_scaler(self, X, *a, **k)
 
-    monkeypatch.setattr(heads, "_rows", rows_spy)
+    monkeypatch.setattr(F, "align", rows_spy)  # fusion's one id -> row join
     monkeypatch.setattr(heads, "fit_head", fit_spy)
     monkeypatch.setattr(LogisticRegression, "fit", lr_spy)
     monkeypatch.setattr(StandardScaler, "fit", scaler_spy)
@@ -178,8 +189,8 @@ def test_fit_fusion_is_deterministic_and_evaluates_test_once(world):
     assert set(ev["test"]) == set(a.candidates["name"])
     # the deployed path (fusion_proba on one candidate) gives the evaluated predictions
     cat = world["catalog"].set_index("id")
-    P = F.fusion_proba(a.models, a.selected, heads._rows(*world["text"], ev["ids_test"]),
-                       heads._rows(*world["image"], ev["ids_test"]))
+    P = F.fusion_proba(a.models, a.selected, align(*world["text"], ev["ids_test"]),
+                       align(*world["image"], ev["ids_test"]))
     np.testing.assert_array_equal(np.asarray(a.classes)[P.argmax(1)], ev["pred"][a.selected["name"]])
     assert (ev["y_test"] == cat.loc[ev["ids_test"], "category"].to_numpy()).all()
 
@@ -216,13 +227,36 @@ def test_concat_head_takes_the_raw_concatenation(world):
     fit = _fit(world, modes=["concat"])
     model = fit.heads["concat"].model
     assert list(model.named_steps) == ["blocks", "scale", "clf"]
-    T5, I5 = heads._rows(*world["text"], fit.ids_train[:5]), heads._rows(*world["image"], fit.ids_train[:5])
+    T5, I5 = align(*world["text"], fit.ids_train[:5]), align(*world["image"], fit.ids_train[:5])
     assert model.predict_proba(F.concat_features(T5, I5)).shape == (5, len(CLASSES))
     # blocks standardised with train statistics, each divided by sqrt(its width)
     Z = model.named_steps["blocks"].transform(F.concat_features(T5, I5))
     dt = T5.shape[1]
     scaler = model.named_steps["blocks"].named_transformers_["text"]
     np.testing.assert_allclose(Z[:, :dt], (T5 - scaler.mean_) / scaler.scale_ / np.sqrt(dt))
+
+
+def test_shown_folds_and_bundle_config(world):
+    fit = _fit(world)
+    ev = F.evaluate_fusion(fit, *world["text"], *world["image"], world["catalog"])
+    shown = F.shown_folds(fit, KW["modes"])
+    roles = ["text", "image", *KW["modes"], "fusion"]
+    assert list(dict.fromkeys(shown["model"])) == roles and (shown.groupby("model").size() == 3).all()
+    sel = fit.folds[fit.folds["model"] == fit.selected["name"]]
+    np.testing.assert_array_equal(shown.loc[shown["model"] == "fusion", "accuracy"], sel["accuracy"])
+    best_avg = F.select(fit.candidates, fit.select_by, "average_proba")["name"]
+    np.testing.assert_array_equal(shown.loc[shown["model"] == "average_proba", "accuracy"],
+                                  fit.folds.loc[fit.folds["model"] == best_avg, "accuracy"])
+    m = F.summary(fit, ev)
+    i_meta = {"extractor": "efficientnet_lite0", "weights": "imagenet", "sha256": "ab" * 32, "n_params": 1,
+              "image_cache": {"size": 224}}
+    cfg = F.bundle_config(fit, m, "bert", "efficientnet_lite0", {"method": "bert", "params": {"input": "raw"}},
+                          i_meta, 12, 13)
+    assert cfg["classes"] == fit.classes and cfg["selected"] == fit.selected and cfg["select_by"] == "cv"
+    assert cfg["scores"]["test_accuracy"] == m["fusion_test_accuracy"]
+    assert cfg["text"] == {"set": "bert", "method": "bert", "params": {"input": "raw"}, "source": None, "dim": 12}
+    assert cfg["image"]["set"] == "efficientnet_lite0" and cfg["image"]["dim"] == 13
+    assert cfg["image"]["sha256"] == "ab" * 32 and "n_params" not in cfg["image"]  # only what rebuilds features
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,10 @@ imports torch before TensorFlow can be imported).
 import numpy as np
 import pytest
 
+from fkstudy.files import FeatureFileError
+from fkstudy.plots.gradcam import overlay
 from fkstudy.train import gradcam as G
+from fkstudy.train.head_npz import torch_head_from_npz
 
 SIZE, SQ = 32, 8
 DETECT_W = np.array([[1.0, -1.0], [-1.0, 1.0], [0.0, 0.0]], np.float32)  # [rgb, channel]
@@ -82,7 +85,7 @@ def test_torch_head_from_npz_matches_numpy(tmp_path):
     arrays = {"dense_kernel": rng.normal(size=(5, 4)), "dense_bias": rng.normal(size=4),
               "out_kernel": rng.normal(size=(4, 3)), "out_bias": rng.normal(size=3)}
     np.savez(tmp_path / "head.npz", **arrays)
-    head = G.torch_head_from_npz(tmp_path / "head.npz")
+    head = torch_head_from_npz(tmp_path / "head.npz")
     x = rng.normal(size=(6, 5)).astype(np.float32)
     with torch.no_grad():
         got = head(torch.from_numpy(x)).numpy()
@@ -93,13 +96,13 @@ def test_torch_head_from_npz_matches_numpy(tmp_path):
 
 
 def test_torch_head_from_npz_errors(tmp_path):
-    with pytest.raises(G.FeatureFileError, match="not found"):
-        G.torch_head_from_npz(tmp_path / "missing.npz")
+    with pytest.raises(FeatureFileError, match="not found"):
+        torch_head_from_npz(tmp_path / "missing.npz")
     np.savez(tmp_path / "bad.npz", dense_kernel=np.zeros((2, 3)))
-    with pytest.raises(G.FeatureFileError, match=r"missing arrays \['dense_bias'"):
-        G.torch_head_from_npz(tmp_path / "bad.npz")
-    with pytest.raises(G.FeatureFileError, match="inconsistent head shapes"):
-        G.torch_head_from_npz({**HEAD, "out_kernel": np.zeros((3, 2), np.float32)})
+    with pytest.raises(FeatureFileError, match=r"missing arrays \['dense_bias'"):
+        torch_head_from_npz(tmp_path / "bad.npz")
+    with pytest.raises(FeatureFileError, match="inconsistent head shapes"):
+        torch_head_from_npz({**HEAD, "out_kernel": np.zeros((3, 2), np.float32)})
 
 
 @pytest.mark.parametrize("score", ["logit", "probability"])
@@ -107,7 +110,7 @@ def test_gradcam_torch_localises_the_square(tmp_path, score):
     import torch
 
     np.savez(tmp_path / "head.npz", **HEAD)
-    backbone, head = torch_backbone(), G.torch_head_from_npz(tmp_path / "head.npz")
+    backbone, head = torch_backbone(), torch_head_from_npz(tmp_path / "head.npz")
     x, labels, corners = square_images()
     nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
     with torch.no_grad():
@@ -125,7 +128,7 @@ def test_gradcam_torch_localises_the_square(tmp_path, score):
 def test_gradcam_torch_rejects_bad_input():
     import torch
 
-    backbone, head = torch_backbone(), G.torch_head_from_npz(HEAD)
+    backbone, head = torch_backbone(), torch_head_from_npz(HEAD)
     x = np.zeros((2, 3, SIZE, SIZE), np.float32)
     with pytest.raises(ValueError, match="class_index must be 2 integers"):
         G.gradcam_torch(backbone, head, x, [0])
@@ -237,15 +240,15 @@ def test_overlay():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)
     heat = rng.uniform(0, 1, (10, 12)).astype(np.float32)
-    out = G.overlay(img, heat)
+    out = overlay(img, heat)
     assert out.dtype == np.uint8 and out.shape == img.shape
-    np.testing.assert_array_equal(G.overlay(img, heat, alpha=0.0), img)
-    full = G.overlay(img, np.zeros((10, 12)), alpha=1.0)  # jet at 0 is dark blue everywhere
+    np.testing.assert_array_equal(overlay(img, heat, alpha=0.0), img)
+    full = overlay(img, np.zeros((10, 12)), alpha=1.0)  # jet at 0 is dark blue everywhere
     assert (full[..., 2] > 100).all() and (full[..., :2] == 0).all()
     with pytest.raises(ValueError, match="heatmap shape"):
-        G.overlay(img, heat[:5])
+        overlay(img, heat[:5])
     with pytest.raises(ValueError, match="uint8"):
-        G.overlay(img.astype(np.float32), heat)
+        overlay(img.astype(np.float32), heat)
 
 
 def test_select_examples_rule_and_determinism():
@@ -272,7 +275,7 @@ def test_select_examples_rule_and_determinism():
 def test_gradcam_grid(tmp_path):
     from matplotlib.figure import Figure
 
-    from fkstudy.io import save_figure
+    from fkstudy.files import save_figure
     from fkstudy.plots.gradcam import example_title, gradcam_grid
 
     rng = np.random.default_rng(0)

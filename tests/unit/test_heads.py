@@ -1,19 +1,30 @@
-"""Heads on cached features, on generated data: metrics, multi-seed interval, leak-free fusion."""
+"""Heads on cached features, on generated data: fitting and scoring a head, the recipes built on it
+(text classifier, multi-seed interval, one-block CV) and the leak-free val-only fusion protocol.
+
+Metrics helpers are tested in test_metrics.py, the split helpers in test_splits.py.
+"""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 from sklearn.datasets import make_classification
 from threadpoolctl import threadpool_limits
 
-from fkstudy.train import heads
+from fkstudy.data.splits import common_ids, split_by_id
+from fkstudy.errors import StudyError
+from fkstudy.files import align
+from fkstudy.train import fusion as F
+from fkstudy.train import heads, recipes
+from fkstudy.train.heads import HeadParams
+from tests.factories import head
 
 CLASSES = ["Baby Care", "Computers", "Home Decor & Festive Needs", "Watches"]
-LOGREG = {"type": "logreg", "scale": "standard", "C": [0.1, 1.0], "max_iter": 500}
-MLP = {"type": "mlp", "scale": "standard", "C": [1.0], "hidden": [16], "alpha": 1e-3, "lr": 1e-2,
-       "batch_size": 32, "max_iter": 30, "patience": 5}
+
+
+LOGREG = head(type="logreg", scale="standard", C=[0.1, 1.0], max_iter=500)
+MLP = head(type="mlp", scale="standard", C=[1.0], hidden=[16], alpha=1e-3, lr=1e-2, batch_size=32, max_iter=30,
+           patience=5)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -41,8 +52,16 @@ def world():
             "image": (image[pi].astype(np.float32), ids[pi])}
 
 
+def test_head_params_require_every_field_and_a_registered_type():
+    assert set(heads.HEADS.names()) == {"logreg", "mlp", "linear_svm"}
+    with pytest.raises(ValueError, match="hidden"):
+        HeadParams.model_validate({"type": "logreg", "scale": "standard", "C": [0.1, 1.0], "max_iter": 500})
+    with pytest.raises(ValueError, match="type"):
+        head(type="random_forest")
+
+
 def test_metrics_keys_values_and_per_class(world):
-    d = heads.split_by_id(*world["text"], world["catalog"])
+    d = split_by_id(*world["text"], world["catalog"])
     f = heads.fit_head(d.X_train, d.y_train, d.X_val, d.y_val, LOGREG, 0)
     m = heads.evaluate(f.model, d.X_test, d.y_test, CLASSES)
     for k in ("accuracy", "macro_f1", "micro_f1", "weighted_f1", "ari", "log_loss", "n"):
@@ -75,60 +94,42 @@ def test_evaluate_perfect_predictions():
     assert m["log_loss"] < 1e-6
 
 
-def test_confusion_table_sums(world):
-    d = heads.split_by_id(*world["text"], world["catalog"])
-    f = heads.fit_head(d.X_train, d.y_train, d.X_val, d.y_val, LOGREG, 0)
-    pred = f.model.predict(d.X_test.astype(np.float64))
-    t = heads.confusion_table(d.ids_test, d.y_test, pred)
-    assert list(t.columns) == ["id", "actual", "predicted"] and len(t) == len(d.y_test)
-    cm = pd.crosstab(t["actual"], t["predicted"])
-    assert cm.to_numpy().sum() == len(d.y_test)
-    assert np.trace(cm.reindex(index=CLASSES, columns=CLASSES, fill_value=0).to_numpy()) == (pred == d.y_test).sum()
-
-
-def test_t_interval_math():
-    v = [0.80, 0.81, 0.79, 0.80, 0.82]
-    r = heads.t_interval(v)
-    half = stats.t.ppf(0.975, 4) * np.std(v, ddof=1) / np.sqrt(5)
-    assert r["mean"] == pytest.approx(0.804)
-    assert r["std"] == pytest.approx(np.std(v, ddof=1))
-    assert (r["ci_low"], r["ci_high"]) == (pytest.approx(0.804 - half), pytest.approx(0.804 + half))
-    assert heads.t_interval([0.5])["ci_low"] == heads.t_interval([0.5])["ci_high"] == 0.5
-
-
 def test_multiseed_mlp_curves_and_determinism(world):
-    d = heads.split_by_id(*world["image"], world["catalog"])
+    d = split_by_id(*world["image"], world["catalog"])
     seen = []
-    r = heads.multiseed(d, MLP, 7, 3, CLASSES, on_seed=lambda s, f, m: seen.append((s, f.curve, m["accuracy"])))
+    r = recipes.multiseed(d, MLP, 7, 3, CLASSES, on_seed=lambda s, f, m: seen.append((s, f.curve, m["accuracy"])))
     assert [s for s, _, _ in seen] == [7, 8, 9]
     assert list(r["per_seed"]["seed"]) == [7, 8, 9]
     assert r["test_accuracy"]["mean"] == pytest.approx(r["per_seed"]["test_accuracy"].mean())
     assert r["test_accuracy"]["ci_low"] <= r["test_accuracy"]["mean"] <= r["test_accuracy"]["ci_high"]
     curve = seen[0][1]
     assert list(curve.columns) == ["epoch", "train_loss", "val_loss", "val_accuracy"]
-    assert curve["epoch"].tolist() == list(range(1, len(curve) + 1)) and len(curve) <= MLP["max_iter"]
-    again = heads.multiseed(d, MLP, 7, 3, CLASSES)
+    assert curve["epoch"].tolist() == list(range(1, len(curve) + 1)) and len(curve) <= MLP.max_iter
+    again = recipes.multiseed(d, MLP, 7, 3, CLASSES)
     pd.testing.assert_frame_equal(r["per_seed"], again["per_seed"])
 
 
 @pytest.mark.parametrize("cfg", [LOGREG, MLP], ids=["logreg", "mlp"])
 def test_fit_head_deterministic(world, cfg):
-    d = heads.split_by_id(*world["text"], world["catalog"])
+    d = split_by_id(*world["text"], world["catalog"])
     p1 = heads.fit_head(d.X_train, d.y_train, d.X_val, d.y_val, cfg, 3).model.predict_proba(d.X_test.astype(float))
     p2 = heads.fit_head(d.X_train, d.y_train, d.X_val, d.y_val, cfg, 3).model.predict_proba(d.X_test.astype(float))
     np.testing.assert_array_equal(p1, p2)
 
 
-@pytest.mark.parametrize("mode", heads.FUSION_MODES)
-def test_fusion_never_fits_on_test_ids(world, monkeypatch, mode):
-    """Test rows carry a marker value; a spy on fit_head records every matrix a fit sees."""
+# ------------------------------------------------------------------------------------ fusion (val-only protocol)
+def _marked(world):
+    """Copies of both blocks where every test row carries a marker value in its first column."""
     cat = world["catalog"]
     test_ids = set(cat.loc[cat["split"] == "test", "id"])
     (T, t_ids), (I, i_ids) = world["text"], world["image"]
     T, I = T.copy(), I.copy()
     T[np.isin(t_ids, list(test_ids)), 0] = 1e6
     I[np.isin(i_ids, list(test_ids)), 0] = 1e6
-    calls = []
+    return T, t_ids, I, i_ids, test_ids
+
+
+def _spy(monkeypatch, calls: list):
     real = heads.fit_head
 
     def spy(X_train, y_train, X_val, y_val, cfg, seed):
@@ -138,19 +139,40 @@ def test_fusion_never_fits_on_test_ids(world, monkeypatch, mode):
         return real(X_train, y_train, X_val, y_val, cfg, seed)
 
     monkeypatch.setattr(heads, "fit_head", spy)
-    r = heads.late_fusion(T, t_ids, I, i_ids, cat, mode, LOGREG, 0)
-    assert len(calls) == (2 if mode == "average_proba" else 3)
-    assert r["n_test"] == len(test_ids & set(i_ids)) and len(r["ids_test"]) == r["n_test"]
-    assert set(r["ids_test"]) <= test_ids
-    for key in ("text", "image", "fusion"):
-        assert 0 <= r[key]["test"]["accuracy"] <= 1
-    ids = heads.common_ids(cat, t_ids, i_ids)
-    y = cat.set_index("id").loc[ids, "category"].to_numpy()
-    calls.clear()
-    folds = heads.cross_validate({"text": heads._rows(T, t_ids, ids), "image": heads._rows(I, i_ids, ids)},
-                                 ids, y, cat, LOGREG, 0, n_splits=3, n_repeats=1)
-    assert len(calls) == 9  # 3 folds x (text, image, concat), none saw a marker row
-    assert set(folds["model"]) == {"text", "image", "concat", "average_proba"} and len(folds) == 12
+
+
+@pytest.mark.parametrize("mode", F.MODES)
+def test_fusion_never_fits_on_test_ids(world, monkeypatch, mode):
+    """Test rows carry a marker value; a spy on fit_head records every matrix a fit sees
+    (val-only protocol: fit on train, choose on val, predict test once)."""
+    cat = world["catalog"]
+    T, t_ids, I, i_ids, test_ids = _marked(world)
+    calls = []
+    _spy(monkeypatch, calls)
+    fit = F.fit_fusion(T, t_ids, I, i_ids, cat, LOGREG, 0, modes=[mode], n_repeats=0, select_by="val")
+    ev = F.evaluate_fusion(fit, T, t_ids, I, i_ids, cat)
+    assert len(calls) == (3 if mode == "concat" else 2)  # text, image (+ the concat head)
+    assert len(ev["ids_test"]) == len(test_ids & set(i_ids)) == len(set(ev["ids_test"]))
+    assert set(ev["ids_test"]) <= test_ids
+    best = F.select(fit.candidates, "val", mode)["name"]
+    for key in ("text", "image", best):
+        assert 0 <= ev["test"][key]["accuracy"] <= 1
+
+
+def test_fusion_cv_never_fits_on_test_ids(world, monkeypatch):
+    """The two-block CV (text, image, concat and average_proba per fold) is fusion's own CV on train+val."""
+    cat = world["catalog"]
+    T, t_ids, I, i_ids, test_ids = _marked(world)
+    calls = []
+    _spy(monkeypatch, calls)
+    fit = F.fit_fusion(T, t_ids, I, i_ids, cat, LOGREG, 0, modes=["concat", "average_proba"], weights=[0.5],
+                       n_splits=3, n_repeats=1, select_by="cv")
+    assert len(calls) == 3 + 9  # text, image, concat on train; then 3 folds x (text, image, concat)
+    folds = fit.folds
+    assert set(folds["model"]) == {"text", "image", "concat", "average_proba@0.5"} and len(folds) == 12
+    pool = set(cat.loc[cat["split"] != "test", "id"]) & set(i_ids)
+    assert all(a + b == len(pool) for a, b in calls[3:])  # each fold: the train+val pool, no test row
+    assert folds[["accuracy", "macro_f1"]].notna().all().all()
 
 
 def test_fusion_poisoned_test_rows_still_train(world):
@@ -162,44 +184,42 @@ def test_fusion_poisoned_test_rows_still_train(world):
     T, I = T.copy(), I.copy()
     T[np.isin(t_ids, test_ids)] = np.nan
     I[np.isin(i_ids, test_ids)] = np.nan
+    fit = F.fit_fusion(T, t_ids, I, i_ids, cat, LOGREG, 0, modes=["average_proba"], n_repeats=0, select_by="val")
     with pytest.raises(ValueError, match="(?i)nan"):  # raised by predict_proba on test, after both fits
-        heads.late_fusion(T, t_ids, I, i_ids, cat, "average_proba", LOGREG, 0)
-    ids = heads.common_ids(cat, t_ids, i_ids)
-    y = cat.set_index("id").loc[ids, "category"].to_numpy()
-    folds = heads.cross_validate({"text": heads._rows(T, t_ids, ids), "image": heads._rows(I, i_ids, ids)},
-                                 ids, y, cat, LOGREG, 0, n_splits=3, n_repeats=1)
-    assert np.isfinite(folds[["accuracy", "macro_f1"]].to_numpy()).all()
+        F.evaluate_fusion(fit, T, t_ids, I, i_ids, cat)
+    cv = F.fit_fusion(T, t_ids, I, i_ids, cat, LOGREG, 0, modes=["concat", "average_proba"], weights=[0.5],
+                      n_splits=3, n_repeats=1, select_by="cv")
+    assert len(cv.folds) == 12 and np.isfinite(cv.folds[["accuracy", "macro_f1"]].to_numpy()).all()
 
 
-def test_assert_no_test_refuses_leaks(world):
+# ------------------------------------------------------------------------------------ recipes
+def test_one_block_cross_validate_uses_train_val_ids_only(world, monkeypatch):
     cat = world["catalog"]
-    test_id = cat.loc[cat["split"] == "test", "id"].iloc[0]
-    train_ids = list(cat.loc[cat["split"] == "train", "id"])
-    heads.assert_no_test(train_ids, cat)
-    with pytest.raises(heads.LeakError, match="test"):
-        heads.assert_no_test(train_ids + [test_id], cat)
-    with pytest.raises(heads.LeakError):
-        heads.assert_no_test(train_ids, cat, allowed=("train", "test"))
-    with pytest.raises(heads.LeakError):
-        heads.assert_no_test(["not-in-catalog"], cat)
+    T, t_ids, _, _, test_ids = _marked(world)
+    ids = common_ids(cat, t_ids)
+    y = cat.set_index("id").loc[ids, "category"].to_numpy()
+    calls = []
+    _spy(monkeypatch, calls)
+    folds = recipes.cross_validate(align(T, t_ids, ids), ids, y, cat, LOGREG, 0, n_splits=3, n_repeats=1,
+                                   name="text")
+    assert len(calls) == 3 and all(a + b == len(ids) - len(test_ids) for a, b in calls)
+    assert list(folds.columns) == ["fold", "model", "accuracy", "macro_f1"] and set(folds["model"]) == {"text"}
+    assert list(folds["fold"]) == [0, 1, 2] and folds["accuracy"].between(0, 1).all()
+    s = recipes.cv_summary(folds)["text"]
+    assert s["cv_folds"] == 3 and s["cv_accuracy"] == pytest.approx(folds["accuracy"].mean())
 
 
 def test_text_classifier_runs(world):
-    for cfg in (LOGREG, {**LOGREG, "type": "linear_svm", "scale": "l2"}):
-        r = heads.text_classifier(*world["text"], world["catalog"], cfg, 0, n_splits=3, n_repeats=1)
+    for cfg in (LOGREG, LOGREG.model_copy(update={"type": "linear_svm", "scale": "l2"})):
+        r = recipes.text_classifier(*world["text"], world["catalog"], cfg, 0, n_splits=3, n_repeats=1)
         assert r["test"]["accuracy"] > 0.5
         assert r["cv"]["cv_folds"] == 3 and 0 <= r["cv"]["cv_macro_f1"] <= 1
         assert r["confusion"]["id"].isin(world["catalog"].query("split == 'test'")["id"]).all()
-        again = heads.text_classifier(*world["text"], world["catalog"], cfg, 0, n_splits=3, n_repeats=1)
+        again = recipes.text_classifier(*world["text"], world["catalog"], cfg, 0, n_splits=3, n_repeats=1)
         assert again["test"] == r["test"]
 
 
-def test_rounded_keeps_nesting():
-    out = heads.rounded({"a": 0.123456, "per_class": {"Watches": {"f1": 0.987654}}, "n": 3, "s": "x"})
-    assert out == {"a": 0.1235, "per_class": {"Watches": {"f1": 0.9877}}, "n": 3, "s": "x"}
-
-
 def test_fusion_refuses_random_init_images():
-    assert heads.require_real_weights({"weights": "imagenet"}, "vgg16.npz") == "imagenet"
-    with pytest.raises(ValueError, match="random-init"):
-        heads.require_real_weights({"weights": "random-init"}, "efficientnetb0.npz")
+    assert recipes.require_real_weights({"weights": "imagenet"}, "vgg16.npz") == "imagenet"
+    with pytest.raises(StudyError, match="efficientnetb0.npz was extracted with random-init"):
+        recipes.require_real_weights({"weights": "random-init"}, "efficientnetb0.npz")

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from fkstudy.image import classical as C
+from fkstudy.image.registry import IMAGE
+from fkstudy.registry import Context
 
 SIDE = 96
 
@@ -158,3 +160,27 @@ def test_bovw_features_fits_on_train_ids_only(images, monkeypatch):
     assert X.shape == (len(images), 4) and not X[4].any()
     with pytest.raises(ValueError, match="train"):
         C.bovw_features(images, ids, set(), "orb", 4, 100, 5000, "l1", False, 0)
+
+
+# --------------------------------------------------------------------------- registry functions
+def test_registry_classical_entry_is_classical_features_with_its_params(images):
+    p = IMAGE["classical"].params.model_validate({"color_bins": 8, "grid": 2, "sift_max_keypoints": 50})
+    X, info = IMAGE.check("classical", "classical").load()(images, p, Context(ids=[f"i{k}" for k in range(len(images))]))
+    cfg = C.ClassicalConfig(color_bins=8, grid=2, sift_max_keypoints=50)
+    np.testing.assert_array_equal(X, C.classical_features(images, cfg=cfg))
+    assert info == {f"dim_{k}": v for k, v in cfg.block_dims().items()}
+
+
+def test_registry_bovw_entries_fit_on_the_context_train_ids(images):
+    ids = [f"id{i}" for i in range(len(images))]
+    p = IMAGE["orb_bovw"].params.model_validate({"max_keypoints": 100, "k": 4, "max_descriptors": 5000,
+                                                 "normalize": "l1", "tfidf": True})
+    run = IMAGE.check("orb_bovw", "classical").load()
+    X, info = run(images, p, Context(ids=ids, fit_ids=frozenset({"id0", "id1", "id4"}), seed=0))
+    want, want_info = C.bovw_features(images, ids, {"id0", "id1", "id4"}, "orb", k=4, max_keypoints=100,
+                                      max_descriptors=5000, normalize="l1", tfidf=True, seed=0)
+    np.testing.assert_array_equal(X, want)
+    assert info == want_info and info["codebook_fit_images"] == 3
+    with pytest.raises(ValueError, match="train ids"):  # a codebook is never fitted on every row by default
+        run(images, p, Context(ids=ids, fit_ids=None))
+    assert IMAGE["sift_bovw"].load() is C.extract_sift_bovw

@@ -13,7 +13,8 @@ from PIL import Image, ImageFile
 from fkstudy.image.cache import load_image_cache, save_image_cache
 from fkstudy.image.preprocess import (ImageDecodeError, build_image_cache, decode_rgb, image_quality,
                                       resize_square)
-from fkstudy.io import FeatureFileError
+from fkstudy.errors import StudyError
+from fkstudy.files import FeatureFileError
 
 BIG = 10_000_000
 
@@ -127,6 +128,7 @@ def test_missing_and_unreadable(tmp_path):
     with pytest.raises(ImageDecodeError) as err:
         decode_rgb(tmp_path / "nope.jpg", BIG)
     assert err.value.reason == "missing"
+    assert isinstance(err.value, StudyError) and isinstance(err.value, ValueError)  # a stage prints one line
     (tmp_path / "text.jpg").write_text("not an image")
     with pytest.raises(ImageDecodeError) as err:
         decode_rgb(tmp_path / "text.jpg", BIG)

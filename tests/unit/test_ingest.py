@@ -18,6 +18,7 @@ from fkstudy.data.catalog import (CatalogError, Problems, build_catalog, parse_c
                                   top_specification_values)
 from fkstudy.data.images import inspect_image
 from fkstudy.data.ingest import ingest_metrics, run_ingest
+from fkstudy.data.params import DataParams
 
 COLUMNS = ["uniq_id", "crawl_timestamp", "product_url", "product_name", "product_category_tree", "pid",
            "retail_price", "discounted_price", "image", "is_FK_Advantage_product", "description",
@@ -76,6 +77,7 @@ class Dataset:
         self.root = root
         self.rows = make_rows()
         self.columns = list(COLUMNS)
+        # the `data` section as a dict, editable before `run()` validates it into DataParams
         self.params = dict(raw_dir=str(root), csv_name="products.csv", image_dir="Images", categories=list(CATS),
                            split={"train": 0.6, "val": 0.2, "test": 0.2}, min_per_class=4,
                            max_image_pixels=10_000_000, min_image_side=32, tree_max_depth=3, top_spec_keys=5,
@@ -106,8 +108,11 @@ class Dataset:
     def img(self, k: int) -> Path:
         return self.image_dir / self.rows[k]["image"]
 
+    def data_params(self) -> DataParams:
+        return DataParams.model_validate(self.params)
+
     def run(self):
-        return run_ingest(self.root, self.params, seed=SEED, n_jobs=1)
+        return run_ingest(self.root, self.data_params(), seed=SEED, n_jobs=1)
 
 
 @pytest.fixture
@@ -189,7 +194,7 @@ def test_duplicated_column_name_is_fatal(ds):
 
 def test_missing_data_dir_says_how_to_provide_it(tmp_path):
     with pytest.raises(CatalogError, match=r"does not exist.*scripts/setup\.sh.*data\.raw_dir"):
-        run_ingest(tmp_path / "nowhere", Dataset(tmp_path).params, seed=SEED)
+        run_ingest(tmp_path / "nowhere", Dataset(tmp_path).data_params(), seed=SEED)
 
 
 def test_missing_csv(ds):
@@ -297,7 +302,7 @@ def test_invalid_utf8_quarantines_that_row_naming_the_column(ds):
 
 
 def test_invalid_utf8_in_the_id_is_quarantined_and_reportable(ds, tmp_path):
-    from fkstudy import io as fio
+    from fkstudy import files as fio
 
     ds.rows[3]["uniq_id"] = "abc" + BAD_BYTES
     ds.rows[3]["image"] = "x.jpg"

@@ -22,19 +22,26 @@ import yaml
 from sklearn.feature_extraction.text import TfidfVectorizer
 from threadpoolctl import threadpool_limits
 
-from fkstudy import io
-from fkstudy.train import heads
+from fkstudy import files, paths
+from fkstudy.data.splits import split_by_id
+from fkstudy.registry import Context
 from fkstudy.text import features as F
+from fkstudy.text.registry import BowParams, GloveParams, TfidfParams, Word2VecParams
+from fkstudy.train import fusion, heads, recipes
+from tests.factories import head
 
 ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ["Baby Care", "Computers", "Watches"]
 WORDS = {"Baby Care": "baby diaper soft cotton infant romper", "Computers": "laptop usb keyboard mouse router ssd",
          "Watches": "analog watch strap dial wrist chronograph"}
-VEC = dict(min_df=1, max_df=1.0, ngram_max=2, max_features=10_000)
-W2V = dict(vector_size=16, window=3, min_count=1, epochs=5, sg=1, pooling="mean")
-LOGREG = {"type": "logreg", "scale": "standard", "C": [0.1, 1.0], "max_iter": 300}
-MLP = {"type": "mlp", "scale": "standard", "C": [1.0], "hidden": [8], "alpha": 1e-3, "lr": 1e-2,
-       "batch_size": 32, "max_iter": 15, "patience": 3}
+TEXT = dict(field="both", input="raw")  # which column the docs came from: not read by the functions
+VEC = BowParams(**TEXT, min_df=1, max_df=1.0, ngram_max=2, max_features=10_000)
+W2V = Word2VecParams(**TEXT, vector_size=16, window=3, min_count=1, epochs=5, sg=1, pooling="mean")
+
+
+LOGREG = head(type="logreg", scale="standard", C=[0.1, 1.0], max_iter=300)
+MLP = head(type="mlp", scale="standard", C=[1.0], hidden=[8], alpha=1e-3, lr=1e-2, batch_size=32, max_iter=15,
+           patience=3)
 MARK = 1e6  # value carried by every test row of the numeric features
 
 
@@ -70,6 +77,11 @@ def corpus():
             "catalog": pd.DataFrame({"id": ids, "category": y, "split": split})}
 
 
+def _ctx(c, seed: int = 0) -> Context:
+    """The context a text stage builds: every row's id, learned steps fitted on the train ids."""
+    return Context(ids=list(c["ids"]), fit_ids=frozenset(c["ids"][c["split"] == "train"]), seed=seed)
+
+
 def _other_test_docs(c) -> list[str]:
     """The corpus with every test document replaced by unrelated text."""
     return [d if s != "test" else "xylophone quasar " * (i % 3 + 1) for i, (d, s) in enumerate(zip(c["docs"], c["split"]))]
@@ -82,38 +94,38 @@ def _test_only_tokens(c) -> set[str]:
 
 # ------------------------------------------------------------------------------ text: vocabularies
 def test_bow_vocabulary_is_fitted_on_train_ids_only(corpus):
-    train = corpus["split"] == "train"
-    X, info = F.bow(corpus["docs"], VEC, fit_mask=train)
+    X, info = F.bow(corpus["docs"], VEC, _ctx(corpus))
     vocab = {t for term in info["vocabulary"] for t in term.split()}
     assert not vocab & _test_only_tokens(corpus) and not any(t.startswith(("zqtest", "zqval")) for t in vocab)
-    X2, info2 = F.bow(_other_test_docs(corpus), VEC, fit_mask=train)
+    X2, info2 = F.bow(_other_test_docs(corpus), VEC, _ctx(corpus))
     assert info2["vocabulary"] == info["vocabulary"]
     np.testing.assert_array_equal(X2[corpus["split"] != "test"], X[corpus["split"] != "test"])
 
 
 def test_tfidf_idf_is_fitted_on_train_ids_only(corpus):
     train = corpus["split"] == "train"
-    p = {**VEC, "sublinear_tf": True}
-    X, info = F.tfidf(corpus["docs"], p, fit_mask=train)
+    assert np.array_equal(_ctx(corpus).fit_mask(), train)
+    p = TfidfParams(**VEC.model_dump(), sublinear_tf=True)
+    X, info = F.tfidf(corpus["docs"], p, _ctx(corpus))
     assert not set(info["vocabulary"]) & _test_only_tokens(corpus)
     # exactly a vectorizer that was only ever shown the train documents
     ref = TfidfVectorizer(sublinear_tf=True, **F._vectorizer_kwargs(p)).fit([d for d, m in zip(corpus["docs"], train) if m])
     np.testing.assert_allclose(X, ref.transform(corpus["docs"]).toarray(), rtol=1e-6)
-    X2, _ = F.tfidf(_other_test_docs(corpus), p, fit_mask=train)
+    X2, _ = F.tfidf(_other_test_docs(corpus), p, _ctx(corpus))
     np.testing.assert_array_equal(X2[~(corpus["split"] == "test")], X[~(corpus["split"] == "test")])
 
 
 @pytest.mark.parametrize("pooling", ["mean", "tfidf"])
 def test_word2vec_and_its_pooling_idf_are_fitted_on_train_ids_only(corpus, pooling):
     train = corpus["split"] == "train"
-    p = {**W2V, "pooling": pooling}
-    X, info = F.word2vec(corpus["docs"], p, fit_mask=train, seed=3)
+    p = W2V.model_copy(update={"pooling": pooling})
+    X, info = F.word2vec(corpus["docs"], p, _ctx(corpus, seed=3))
     wv = info["_model"].wv
     assert not set(wv.index_to_key) & _test_only_tokens(corpus)
     assert not any(w.startswith(("zqtest", "zqval")) for w in wv.index_to_key)
     ref = F.train_word2vec([d.split() for d, m in zip(corpus["docs"], train) if m], p, seed=3)
     np.testing.assert_array_equal(wv.vectors, ref.wv.vectors)  # the same model as one shown train docs only
-    X2, _ = F.word2vec(_other_test_docs(corpus), p, fit_mask=train, seed=3)
+    X2, _ = F.word2vec(_other_test_docs(corpus), p, _ctx(corpus, seed=3))
     keep = corpus["split"] != "test"
     np.testing.assert_array_equal(X2[keep], X[keep])  # idf weights (tfidf pooling) did not move either
 
@@ -127,8 +139,9 @@ def test_glove_idf_pooling_is_fitted_on_train_ids_only(corpus, monkeypatch):
     kv.add_vectors(words, np.random.default_rng(0).normal(size=(len(words), 8)).astype(np.float32))
     monkeypatch.setattr(F, "load_glove", lambda: kv)
     train, keep = corpus["split"] == "train", corpus["split"] != "test"
-    X, _ = F.glove(corpus["docs"], {"pooling": "tfidf"}, fit_mask=train)
-    X2, _ = F.glove(_other_test_docs(corpus), {"pooling": "tfidf"}, fit_mask=train)
+    p = GloveParams(**TEXT, pooling="tfidf")
+    X, _ = F.glove(corpus["docs"], p, _ctx(corpus))
+    X2, _ = F.glove(_other_test_docs(corpus), p, _ctx(corpus))
     np.testing.assert_array_equal(X2[keep], X[keep])
     idf = F._idf_weights([d.split() for d in corpus["docs"]], train)
     assert not set(idf) & _test_only_tokens(corpus)
@@ -137,7 +150,8 @@ def test_glove_idf_pooling_is_fitted_on_train_ids_only(corpus, monkeypatch):
 @pytest.mark.slow
 def test_text_features_stage_fits_on_the_catalog_train_split(tmp_path, corpus):
     """The stage itself, on a generated text table: fit_mask comes from the `split` column."""
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    # the stage reads only the params its dvc.yaml entry declares: the real dvc.yaml and params.yaml
+    (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
     (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     p = params["text_features"]["bow"]
@@ -150,9 +164,9 @@ def test_text_features_stage_fits_on_the_catalog_train_split(tmp_path, corpus):
     proc = subprocess.run([sys.executable, str(ROOT / "stages/text_features.py"), "bow"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    X, ids, meta = io.load_features(tmp_path / "data/features/text/bow.npz", supervised=True)
+    X, ids, meta = files.load_features(tmp_path / paths.features("text", "bow"), supervised=True)
     assert meta["fit_on"] == "train" and list(ids) == list(corpus["ids"])
-    expected, info = F.bow(corpus["docs"], p, fit_mask=corpus["split"] == "train")
+    expected, info = F.bow(corpus["docs"], BowParams.model_validate(p), _ctx(corpus))
     assert meta["vocab_size"] == info["vocab_size"]
     np.testing.assert_array_equal(X, expected)
 
@@ -161,14 +175,14 @@ def test_supervised_stages_refuse_features_fitted_on_all_rows(tmp_path):
     """`text_features.fit_on: all` (allowed for clustering) would leak into a classifier's test score:
     text_classifier / fusion / multiseed load features with supervised=True, which refuses them."""
     X, ids = np.ones((3, 2), np.float32), ["a", "b", "c"]
-    io.save_features(tmp_path / "all.npz", X, ids, {"method": "tfidf", "fit_on": "all"})
-    io.save_features(tmp_path / "train.npz", X, ids, {"method": "tfidf", "fit_on": "train"})
-    io.save_features(tmp_path / "image.npz", X, ids, {"extractor": "vgg16"})  # nothing fitted on rows
-    io.load_features(tmp_path / "all.npz")  # clustering may use them
-    with pytest.raises(io.FeatureFileError, match=r"all.npz: fitted on 'all' rows.*leak.*fit_on: train"):
-        io.load_features(tmp_path / "all.npz", supervised=True)
-    io.load_features(tmp_path / "train.npz", supervised=True)
-    io.load_features(tmp_path / "image.npz", supervised=True)
+    files.save_features(tmp_path / "all.npz", X, ids, {"method": "tfidf", "fit_on": "all"})
+    files.save_features(tmp_path / "train.npz", X, ids, {"method": "tfidf", "fit_on": "train"})
+    files.save_features(tmp_path / "image.npz", X, ids, {"extractor": "vgg16"})  # nothing fitted on rows
+    files.load_features(tmp_path / "all.npz")  # clustering may use them
+    with pytest.raises(files.FeatureFileError, match=r"all.npz: fitted on 'all' rows.*leak.*fit_on: train"):
+        files.load_features(tmp_path / "all.npz", supervised=True)
+    files.load_features(tmp_path / "train.npz", supervised=True)
+    files.load_features(tmp_path / "image.npz", supervised=True)
     for stage in ("text_classifier", "fusion", "multiseed"):
         assert "supervised=True" in (ROOT / f"stages/{stage}.py").read_text(), stage
 
@@ -229,30 +243,51 @@ def _spy_fit(monkeypatch, calls: list):
 
 
 def test_scaler_is_fitted_on_train_rows_only(world):
-    d = heads.split_by_id(world["X"], world["ids"], world["catalog"])
+    d = split_by_id(world["X"], world["ids"], world["catalog"])
     f = heads.fit_head(d.X_train, d.y_train, d.X_val, d.y_val, LOGREG, 0)
     scaler = f.model.named_steps["scale"]
     np.testing.assert_allclose(scaler.mean_, d.X_train.astype(np.float64).mean(0), rtol=1e-12)
     np.testing.assert_allclose(scaler.scale_, d.X_train.astype(np.float64).std(0), rtol=1e-12)
     assert scaler.mean_[0] < 10  # a test row (first column = 1e6) would have dragged it up
-    # the fusion block scaler: statistics of the fit rows only
-    fit = ~world["test"]
-    Z = heads.block_standardize([world["X"][:, :5], world["X"][:, 5:]], fit)
-    np.testing.assert_allclose(Z[fit].mean(0), 0, atol=1e-9)
-    X_other = world["X"].copy()
+
+
+def test_concat_block_standardisation_uses_train_rows_only(world):
+    """The fusion concat head standardises each block (text | image) with statistics of the train rows
+    only: they match the train rows' mean / std, never move the marker, and replacing every test row
+    leaves them (and the head) unchanged."""
+    cat, X, ids = world["catalog"], world["X"], world["ids"]
+    T, I = X[:, :5], X[:, 5:]
+    kw = dict(modes=["concat"], n_repeats=0, select_by="val")
+    fit = fusion.fit_fusion(T, ids, I, ids, cat, LOGREG, 0, **kw)
+    blocks = fit.heads["concat"].model.named_steps["blocks"]
+    train = np.isin(ids, fit.ids_train)
+    assert set(fit.ids_train) == set(ids[cat["split"] == "train"])
+    for name, B in (("text", T), ("image", I)):
+        scaler = blocks.named_transformers_[name]
+        np.testing.assert_allclose(scaler.mean_, B[train].astype(np.float64).mean(0), rtol=1e-6)
+        np.testing.assert_allclose(scaler.scale_, B[train].astype(np.float64).std(0), rtol=1e-6)
+    assert blocks.named_transformers_["text"].mean_[0] < 10  # the test marker never entered the statistics
+    Z = blocks.transform(fusion.concat_features(T[train], I[train]))
+    np.testing.assert_allclose(Z.mean(0), 0, atol=1e-9)
+    X_other = X.copy()
     X_other[world["test"]] = -7.0
-    np.testing.assert_array_equal(heads.block_standardize([X_other[:, :5], X_other[:, 5:]], fit)[fit], Z[fit])
+    other = fusion.fit_fusion(X_other[:, :5], ids, X_other[:, 5:], ids, cat, LOGREG, 0, **kw)
+    ob = other.heads["concat"].model.named_steps["blocks"]
+    for name in ("text", "image"):
+        np.testing.assert_array_equal(ob.named_transformers_[name].mean_, blocks.named_transformers_[name].mean_)
+        np.testing.assert_array_equal(ob.named_transformers_[name].scale_, blocks.named_transformers_[name].scale_)
+    np.testing.assert_array_equal(ob.transform(fusion.concat_features(T[train], I[train])), Z)
 
 
 def test_text_classifier_never_fits_on_test_ids(world, monkeypatch):
     calls = []
     _spy_fit(monkeypatch, calls)
-    r = heads.text_classifier(world["X"], world["ids"], world["catalog"], LOGREG, 0, n_splits=3, n_repeats=1)
+    r = recipes.text_classifier(world["X"], world["ids"], world["catalog"], LOGREG, 0, n_splits=3, n_repeats=1)
     assert len(calls) == 1 + 3  # the head, then the 3 CV folds on train+val
     assert set(r["confusion"]["id"]) == set(world["ids"][world["test"]])
     X_other = world["X"].copy()
     X_other[world["test"]] = np.random.default_rng(5).normal(size=X_other[world["test"]].shape)
-    r2 = heads.text_classifier(X_other, world["ids"], world["catalog"], LOGREG, 0, n_splits=3, n_repeats=1)
+    r2 = recipes.text_classifier(X_other, world["ids"], world["catalog"], LOGREG, 0, n_splits=3, n_repeats=1)
     assert r2["fitted"].chosen == r["fitted"].chosen and r2["cv"] == r["cv"]  # C and CV did not see test rows
     np.testing.assert_array_equal(r2["fitted"].model.named_steps["clf"].coef_, r["fitted"].model.named_steps["clf"].coef_)
 
@@ -260,29 +295,34 @@ def test_text_classifier_never_fits_on_test_ids(world, monkeypatch):
 def test_multiseed_heads_never_fit_on_test_rows(world, monkeypatch):
     calls = []
     _spy_fit(monkeypatch, calls)
-    d = heads.split_by_id(world["X"], world["ids"], world["catalog"])
+    d = split_by_id(world["X"], world["ids"], world["catalog"])
     assert not set(d.ids_train) & set(d.ids_test) and set(d.ids_test) == set(world["ids"][world["test"]])
-    res = heads.multiseed(d, MLP, 0, 2, CLASSES)
+    res = recipes.multiseed(d, MLP, 0, 2, CLASSES)
     assert len(calls) == 2 and len(res["per_seed"]) == 2
 
 
-def test_fusion_choices_do_not_depend_on_test_rows(world):
-    """Complements test_heads' spy test: C per modality and the average_proba weight are chosen on
-    val, so replacing every test row leaves them, and the fitted heads, unchanged."""
+@pytest.mark.parametrize("mode", fusion.MODES)
+def test_fusion_choices_do_not_depend_on_test_rows(world, monkeypatch, mode):
+    """Complements test_heads' spy test: C per modality and the pooling weight are chosen on val
+    (val-only protocol), so replacing every test row leaves them, and the fitted heads, unchanged."""
     cat, X, ids = world["catalog"], world["X"], world["ids"]
     T, I = X[:, :6], X[:, 4:]
     T2, I2 = T.copy(), I.copy()
     T2[world["test"]], I2[world["test"]] = 3.0, -3.0
-    for mode in heads.FUSION_MODES:
-        a = heads.late_fusion(T, ids, I, ids, cat, mode, LOGREG, 0)
-        b = heads.late_fusion(T2, ids, I2, ids, cat, mode, LOGREG, 0)
-        assert a["fusion"]["chosen"] == b["fusion"]["chosen"]
-        if mode == "concat":  # one head on block-standardised [text | image]: scaler stats from train rows
-            np.testing.assert_array_equal(a["fusion"]["model"].named_steps["clf"].coef_,
-                                          b["fusion"]["model"].named_steps["clf"].coef_)
-        for m in ("text", "image"):
-            assert a[m]["chosen"] == b[m]["chosen"]
-            np.testing.assert_array_equal(a[m]["model"].named_steps["clf"].coef_, b[m]["model"].named_steps["clf"].coef_)
+    calls = []
+    _spy_fit(monkeypatch, calls)  # the marker (first column of T) never reaches a fit
+    kw = dict(modes=[mode], n_repeats=0, select_by="val")
+    a = fusion.fit_fusion(T, ids, I, ids, cat, LOGREG, 0, **kw)
+    b = fusion.fit_fusion(T2, ids, I2, ids, cat, LOGREG, 0, **kw)
+    assert len(calls) == 2 * (3 if mode == "concat" else 2)
+    assert a.selected == b.selected
+    assert fusion.select(a.candidates, "val", mode) == fusion.select(b.candidates, "val", mode)
+    pd.testing.assert_frame_equal(a.candidates, b.candidates)
+    assert set(a.heads) == ({"text", "image", "concat"} if mode == "concat" else {"text", "image"})
+    for m in a.heads:  # with concat: one head on block-standardised [text | image], scaler stats from train rows
+        assert a.heads[m].chosen == b.heads[m].chosen
+        np.testing.assert_array_equal(a.heads[m].model.named_steps["clf"].coef_,
+                                      b.heads[m].model.named_steps["clf"].coef_)
 
 
 # ------------------------------------------------------------------------------ cluster: by design
@@ -293,15 +333,16 @@ def test_cluster_fits_on_all_rows_by_design_and_never_sees_labels():
     test-set metric is built from these fits. Shown here: shuffling the labels changes no
     embedding and no cluster assignment, only the scores."""
     from fkstudy.evaluate import cluster as cl
+    from fkstudy.evaluate.params import ClusterParams
 
-    p = {**yaml.safe_load((ROOT / "params.yaml").read_text())["cluster"], "n_seeds": 2, "pca_components": 5,
-         "tsne_perplexity": 10, "kmeans_n_init": 2}
+    p = ClusterParams.model_validate({**yaml.safe_load((ROOT / "params.yaml").read_text())["cluster"], "n_seeds": 2,
+                                      "pca_components": 5, "tsne_perplexity": 10.0, "kmeans_n_init": 2})
     rng = np.random.default_rng(0)
     labels = np.repeat(np.array(CLASSES), 30)
     X = (rng.normal(size=(90, 12)) + np.repeat(np.eye(3, 12) * 4, 30, axis=0)).astype(np.float32)
     a = cl.evaluate(X, labels, p, seed=0)
     b = cl.evaluate(X, rng.permutation(labels), p, seed=0)
-    assert [d.reduction for d in a] == [d.reduction for d in b] and len(a) == 2 * len(p["reductions"])
+    assert [d.reduction for d in a] == [d.reduction for d in b] and len(a) == 2 * len(p.reductions)
     for da, db in zip(a, b):
         np.testing.assert_array_equal(da.embedding, db.embedding)
         np.testing.assert_array_equal(da.clusters, db.clusters)

@@ -7,6 +7,8 @@ import io
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -14,10 +16,12 @@ import pytest
 import yaml
 from PIL import Image
 
+from fkstudy.image.registry import IMAGE
 from fkstudy.report import document, study
 from fkstudy.report.render import ChromiumNotFound, screenshot
 from fkstudy.report.summary import (SUMMARY_COLUMNS, cluster_table, load_tree, markdown_table, replace_between_markers,
                                     train_table)
+from fkstudy.text.registry import TEXT
 from tests.report_fixtures import PLOTS, make_study
 
 
@@ -113,6 +117,27 @@ def test_conclusion_changes_with_the_metrics(full):
     assert "99.0% of the held-out products" in after["verdict"]
     assert "2 of 6 measured targets are met" in after["verdict"]
     assert "text classifier (bert) reaches test accuracy 0.990 and macro-F1 0.985" in after["supervised"]
+
+
+def test_method_descriptions_and_order_come_from_the_registries(full):
+    blocks, *_ = _build(full)
+    described = {b.text: after.text for b, after in zip(blocks, blocks[1:])
+                 if isinstance(b, document.Heading) and b.level == 3 and isinstance(after, document.Para)}
+    assert described["4.1 bow"] == TEXT["bow"].description
+    assert described["5.1 classical"] == IMAGE["classical"].description
+    methods = [b.text.split(" ", 1)[1] for b in blocks
+               if isinstance(b, document.Heading) and b.level == 3 and b.text[:2] in ("4.", "5.")]
+    assert methods == ([n for n in TEXT if n in ("bow", "tfidf", "bert")]
+                       + [n for n in IMAGE if n in ("vgg16", "classical", "clip")])
+
+
+def test_report_imports_neither_training_code_nor_deep_learning_frameworks():
+    code = ("import sys; import fkstudy.report.study, fkstudy.report.summary, fkstudy.report.render; "
+            "print([m for m in sys.modules if m.startswith(('torch', 'tensorflow', 'keras', 'fkstudy.train'))])")
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"}).stdout
+    assert out.strip() == "[]"
 
 
 def test_backbone_comparison_table(full):

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from fkstudy import tracking
-from fkstudy.config import ParamsError, full_schema, load_params
+from fkstudy.params import Params, ParamsError, load_params
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE_DIRS = ("src", "stages", "bench", "scripts")
@@ -130,14 +130,15 @@ def test_no_code_loads_a_pickle():
     found = [hit for p in files for hit in unsafe_loads(p.read_text(encoding="utf-8"), str(p.relative_to(ROOT)))]
     assert found == [], "unsafe loading:\n" + "\n".join(found)
     # and the one torch.load there is, is the safe kind
-    deep = (ROOT / "src/fkstudy/image/deep.py").read_text()
-    assert "weights_only=True" in deep
+    torch_models = (ROOT / "src/fkstudy/image/torch_models.py").read_text()
+    assert "weights_only=True" in torch_models
 
 
 def test_a_pickle_payload_in_a_weights_checkpoint_is_refused_and_not_run(tmp_path):
     """torch.load(weights_only=True) (EfficientNet-Lite0's loader) refuses a checkpoint carrying code."""
-    from fkstudy.image import deep
+    from fkstudy.image import torch_models
     from fkstudy.image import weights as W
+    from fkstudy.image.registry import weight_spec
 
     marker = tmp_path / "pwned"
 
@@ -145,11 +146,12 @@ def test_a_pickle_payload_in_a_weights_checkpoint_is_refused_and_not_run(tmp_pat
         def __reduce__(self):
             return (Path.touch, (marker,))
 
-    ckpt = tmp_path / W.LITE0_FILE
+    lite0_file = weight_spec("efficientnet_lite0").local_names[0]
+    ckpt = tmp_path / lite0_file
     ckpt.write_bytes(pickle.dumps({"stem.weight": Payload()}))
-    policy = deep.WeightsPolicy(dir=str(tmp_path), allow_random_init=True, allow_download=False)
-    with pytest.raises(W.CorruptWeightsError, match=W.LITE0_FILE):
-        deep.load_lite0(policy)
+    policy = W.WeightsPolicy(dir=str(tmp_path), allow_random_init=True, allow_download=False)
+    with pytest.raises(W.CorruptWeightsError, match=re.escape(lite0_file)):
+        torch_models.load_lite("efficientnet_lite0", policy)
     assert not marker.exists()
 
 
@@ -224,9 +226,24 @@ def _leaves(d, prefix=""):
             yield f"{prefix}{k}", v
 
 
+def _schema_keys(model, prefix=""):
+    """Every dotted key of a pydantic params model (sections and method models walked into)."""
+    import typing
+
+    from pydantic import BaseModel
+
+    for name, f in model.model_fields.items():
+        sub = next((a for a in (f.annotation, *typing.get_args(f.annotation))
+                    if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if sub is None:
+            yield f"{prefix}{name}"
+        else:
+            yield from _schema_keys(sub, f"{prefix}{name}.")
+
+
 def test_params_and_schema_hold_no_secret():
     params = dict(_leaves(yaml.safe_load((ROOT / "params.yaml").read_text())))
-    schema = [k for k, _ in _leaves(full_schema())]
+    schema = list(_schema_keys(Params))
     assert len(params) > 50 and len(schema) >= len(params) - 5
     assert [k for k in [*params, *schema] if SECRET_KEY.search(k)] == []
     values = [str(v) for v in params.values()]

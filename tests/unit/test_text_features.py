@@ -1,29 +1,46 @@
-"""Text features: leak-free fitting (fit_mask), pooling, Word2Vec determinism, GloVe, MiniLM, USE."""
+"""Text features: leak-free fitting (ctx.fit_ids), pooling, Word2Vec determinism, GloVe, MiniLM, USE."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from fkstudy.registry import Context
+from fkstudy.text import encoders as E
 from fkstudy.text import features as F
+from fkstudy.text.registry import (BertParams, BowParams, GloveParams, TfidfParams, UseParams,
+                                   Word2VecParams)
 
-VEC = dict(min_df=1, max_df=1.0, ngram_max=1, max_features=100)
-W2V = dict(vector_size=16, window=2, min_count=1, epochs=20, sg=1, pooling="mean")
+VEC = dict(field="name", input="lemmas", min_df=1, max_df=1.0, ngram_max=1, max_features=100)
+BOW = BowParams(**VEC)
+W2V = Word2VecParams(field="name", input="lemmas", vector_size=16, window=2, min_count=1, epochs=20, sg=1,
+                     pooling="mean")
+
+
+def tfidf_params(sublinear_tf: bool) -> TfidfParams:
+    return TfidfParams(**VEC, sublinear_tf=sublinear_tf)
+
+
+def ctx(n: int, fit_mask=None, seed: int = 0) -> Context:
+    """Rows "0".."n-1"; the learned steps may see the rows where fit_mask is true (None = all)."""
+    ids = [str(i) for i in range(n)]
+    fit_ids = None if fit_mask is None else frozenset(i for i, m in zip(ids, fit_mask) if m)
+    return Context(ids=ids, fit_ids=fit_ids, seed=seed)
 
 
 def test_bow_vocabulary_from_fit_rows_only():
     docs = ["red watch", "blue watch watch", "green towel"]
-    X, info = F.bow(docs, VEC, fit_mask=np.array([True, True, False]))
+    X, info = F.bow(docs, BOW, ctx(3, [True, True, False]))
     assert info["vocabulary"] == ["blue", "red", "watch"] and info["vocab_size"] == 3
     assert X.dtype == np.float32 and X.shape == (3, 3)
     np.testing.assert_array_equal(X, [[0, 1, 1], [1, 0, 2], [0, 0, 0]])  # 'green towel' is unseen
-    X_all, info_all = F.bow(docs, VEC)
+    X_all, info_all = F.bow(docs, BOW, ctx(3))
     assert "towel" in info_all["vocabulary"] and X_all.shape == (3, 5)
 
 
 def test_tfidf_idf_from_fit_rows_only():
     docs = ["red watch", "blue watch", "red", "red", "red green"]
     fit = np.array([True, True, False, False, False])
-    X, info = F.tfidf(docs, {**VEC, "sublinear_tf": True}, fit_mask=fit)
+    X, info = F.tfidf(docs, tfidf_params(True), ctx(5, fit))
     assert info["vocabulary"] == ["blue", "red", "watch"]  # 'green' only in a non-fit row
     # smooth idf over the 2 fit rows: ln((1+n)/(1+df)) + 1
     idf_red, idf_watch = np.log(3 / 2) + 1, np.log(3 / 3) + 1
@@ -31,14 +48,14 @@ def test_tfidf_idf_from_fit_rows_only():
     np.testing.assert_allclose(X[0], row0, rtol=1e-6)
     np.testing.assert_allclose(X[2], [0, 1, 0])
     np.testing.assert_allclose(X[4], [0, 1, 0])
-    X_all, _ = F.tfidf(docs, {**VEC, "sublinear_tf": True})  # fitted on everything: 'red' is common, idf drops
+    X_all, _ = F.tfidf(docs, tfidf_params(True), ctx(5))  # fitted on everything: 'red' is common, idf drops
     assert X_all.shape[1] == 4 and not np.allclose(X_all[0, [1, 3]], X[0, [1, 2]])
 
 
 def test_tfidf_sublinear_tf():
     docs = ["watch watch watch strap", "strap"]
-    lin, _ = F.tfidf(docs, {**VEC, "sublinear_tf": False})
-    sub, _ = F.tfidf(docs, {**VEC, "sublinear_tf": True})
+    lin, _ = F.tfidf(docs, tfidf_params(False), ctx(2))
+    sub, _ = F.tfidf(docs, tfidf_params(True), ctx(2))
     # columns: strap, watch; idf(strap)=1, idf(watch)=ln(3/2)+1
     idf_w = np.log(3 / 2) + 1
     for X, tf in ((lin, 3.0), (sub, 1 + np.log(3))):
@@ -48,7 +65,7 @@ def test_tfidf_sublinear_tf():
 
 def test_fit_mask_length_is_checked():
     with pytest.raises(ValueError, match="fit_mask has 2 entries for 3 documents"):
-        F.bow(["a", "b", "c"], VEC, fit_mask=[True, False])
+        F.bow(["a", "b", "c"], BOW, ctx(2, [True, False]))  # ids of 2 rows for 3 documents
 
 
 def test_pool_word_vectors_mean_tfidf_and_unknown():
@@ -75,8 +92,9 @@ FIT = np.array([True] * 7 + [False])
 
 
 def test_word2vec_deterministic_and_fit_rows_only():
-    X1, info1 = F.word2vec(DOCS, W2V, fit_mask=FIT, seed=7)
-    X2, _ = F.word2vec(DOCS, W2V, fit_mask=FIT, seed=7)
+    c1 = ctx(8, FIT, seed=7)
+    X1, info1 = F.word2vec(DOCS, W2V, c1)
+    X2, _ = F.word2vec(DOCS, W2V, ctx(8, FIT, seed=7))
     np.testing.assert_array_equal(X1, X2)
     assert X1.dtype == np.float32 and X1.shape == (8, 16)
     wv = info1["_model"].wv
@@ -84,13 +102,15 @@ def test_word2vec_deterministic_and_fit_rows_only():
     assert info1["vocab_size"] == len({w for d, m in zip(DOCS, FIT) if m for w in d.split()})
     assert info1["docs_without_known_words"] == 1 and not X1[7].any() and X1[:7].any(axis=1).all()
     np.testing.assert_allclose(X1[0], np.mean([wv[w] for w in DOCS[0].split()], axis=0), rtol=1e-5)
-    X3, _ = F.word2vec(DOCS, W2V, fit_mask=FIT, seed=8)
+    X3, _ = F.word2vec(DOCS, W2V, ctx(8, FIT, seed=8))
     assert not np.allclose(X1, X3)
+    # training time goes to ctx.timings, never into info (feature-file meta, kept byte-identical)
+    assert c1.timings["train_seconds"] >= 0 and "train_seconds" not in info1
 
 
 def test_word2vec_tfidf_pooling():
-    X, info = F.word2vec(DOCS, {**W2V, "pooling": "tfidf"}, fit_mask=FIT, seed=7)
-    Xm, _ = F.word2vec(DOCS, W2V, fit_mask=FIT, seed=7)
+    X, info = F.word2vec(DOCS, W2V.model_copy(update={"pooling": "tfidf"}), ctx(8, FIT, seed=7))
+    Xm, _ = F.word2vec(DOCS, W2V, ctx(8, FIT, seed=7))
     wv, words = info["_model"].wv, DOCS[0].split()
     idf = F._idf_weights([d.split() for d in DOCS], FIT)
     w = np.array([idf[t] for t in words])
@@ -107,21 +127,21 @@ def test_glove(glove_kv, monkeypatch):
     assert glove_kv.vector_size == 50 and glove_kv["watch"].shape == (50,) and glove_kv["watch"].dtype == np.float32
     assert glove_kv.similarity("watch", "clock") > glove_kv.similarity("watch", "towel")
     monkeypatch.setattr(F, "load_glove", lambda: glove_kv)
-    X, info = F.glove(["watch strap", "qqqzzzx"], {"pooling": "mean"})
+    X, info = F.glove(["watch strap", "qqqzzzx"], GloveParams(field="name", input="lemmas", pooling="mean"), ctx(2))
     assert X.shape == (2, 50) and X.dtype == np.float32 and info["docs_without_known_words"] == 1
     np.testing.assert_allclose(X[0], (glove_kv["watch"] + glove_kv["strap"]) / 2, rtol=1e-6)
     assert not X[1].any()
 
 
 TEXTS = ["Analog wrist watch for men", "Soft cotton bath towel", "Stainless steel wrist watch with date"]
-BERT = dict(input="raw", model_dir="", max_length=64, batch_size=3)
+BERT = BertParams(field="both", input="raw", model_dir="", max_length=64, batch_size=3)
 
 
 @pytest.fixture(scope="module")
 def bert_runs():
-    X, info = F.bert(TEXTS, BERT)
-    X_again, _ = F.bert(TEXTS, BERT)
-    X_bs1, _ = F.bert(TEXTS, {**BERT, "batch_size": 1})
+    X, info = E.bert(TEXTS, BERT, ctx(3))
+    X_again, _ = E.bert(TEXTS, BERT, ctx(3))
+    X_bs1, _ = E.bert(TEXTS, BERT.model_copy(update={"batch_size": 1}), ctx(3))
     return X, X_again, X_bs1, info
 
 
@@ -139,12 +159,12 @@ def test_bert_shape_determinism_batch_invariance(bert_runs):
 
 def test_bert_model_dir_must_hold_a_config(tmp_path):
     with pytest.raises(FileNotFoundError, match="no config.json"):
-        F.bert_model_dir(str(tmp_path))
+        E.bert_model_dir(str(tmp_path))
 
 
 @pytest.mark.slow
 def test_use():
-    X, info = F.use(TEXTS, {"input": "raw", "tfhub_handle": "", "batch_size": 2})
+    X, info = E.use(TEXTS, UseParams(field="name", input="raw", tfhub_handle="", batch_size=2), ctx(3))
     assert X.shape == (3, 512) and X.dtype == np.float32 and np.isfinite(X).all()
     Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
     sim = Xn @ Xn.T

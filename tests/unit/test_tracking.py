@@ -131,3 +131,23 @@ def test_run_records_params_tags_and_nested_runs(clean_env, tmp_path):
     found = client.search_runs([exp.experiment_id], filter_string="tags.dvc_exp_name = 'exp-unit'")
     assert {r.info.run_id for r in found} == {parent.info.run_id, child.info.run_id}
     assert Path(tmp_path / "mlflow.db").exists() and not (tmp_path / "repo" / "mlflow.db").exists()
+
+
+def test_metric_key_is_accepted_by_mlflow():
+    assert tracking.metric_key("per_class.Kitchen & Dining.f1") == "per_class.Kitchen and Dining.f1"
+    assert tracking.metric_key("a(b)/c-d e") == "a_b_/c-d e"
+
+
+def test_log_metrics_sends_numbers_only_flattened(monkeypatch):
+    import mlflow
+    import numpy as np
+
+    sent = []
+    monkeypatch.setattr(mlflow, "log_metrics", lambda d: sent.append(d))
+    tracking.log_metrics({"accuracy": 0.9, "n": 3, "flag": True, "name": "x",
+                          "per_class": {"Kitchen & Dining": {"f1": np.float32(0.5), "support": np.int64(4)}}},
+                         prefix="test_")
+    assert sent == [{"test_accuracy": 0.9, "test_n": 3.0, "test_per_class.Kitchen and Dining.f1": 0.5,
+                     "test_per_class.Kitchen and Dining.support": 4.0}]
+    tracking.log_metrics({"name": "x", "flag": False})
+    assert len(sent) == 1  # nothing numeric: no call at all

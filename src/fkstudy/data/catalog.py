@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import StudyError
+
 REQUIRED_COLUMNS = ("uniq_id", "product_name", "product_category_tree", "image", "description",
                     "product_specifications")
 TEXT_COLUMNS = ("product_name", "description", "product_category_tree", "product_specifications", "brand")
@@ -25,7 +27,7 @@ IMAGE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,128}\.(jpe?g|png|webp|bmp|gi
 SPLITS = ("train", "val", "test")
 
 
-class CatalogError(ValueError):
+class CatalogError(StudyError, ValueError):
     """The source data cannot support the study."""
 
 
@@ -156,7 +158,9 @@ def top_specification_values(specs: pd.Series, top_keys: int, top_values: int) -
 
 def stratified_split(ids: pd.Series, labels: pd.Series, fractions: dict, seed: int) -> pd.Series:
     """Seeded stratified train/val/test assignment (60/20/20 gives the seed's 630/210/210)."""
-    from sklearn.model_selection import train_test_split  # here: load_catalog readers need no sklearn
+    from sklearn.model_selection import (
+        train_test_split,  # here: load_catalog readers need no sklearn
+    )
 
     ids = ids.reset_index(drop=True)
     labels = labels.reset_index(drop=True)

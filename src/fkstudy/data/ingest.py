@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .catalog import CatalogError, Problems, build_catalog, read_csv_strict, stratified_split
+from .catalog import (
+    CatalogError,
+    Problems,
+    build_catalog,
+    read_csv_strict,
+    stratified_split,
+)
 from .images import OK, inspect_images, mode_note
 
 
@@ -17,14 +23,14 @@ class IngestResult:
     rows_read: int
 
 
-def run_ingest(raw_dir: Path, data_params: dict, seed: int, n_jobs: int = 1) -> IngestResult:
+def run_ingest(raw_dir: Path, data_params, seed: int, n_jobs: int = 1) -> IngestResult:
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise CatalogError(
             f"data directory {raw_dir} does not exist. Run `bash scripts/setup.sh` (it links FLIPKART_DATA or "
             f"../shared/data/flipkart there) or set data.raw_dir in params.yaml to a copy of the Flipkart sample.")
-    csv_path = raw_dir / data_params["csv_name"]
-    image_dir = raw_dir / data_params["image_dir"]
+    csv_path = raw_dir / data_params.csv_name
+    image_dir = raw_dir / data_params.image_dir
     if not image_dir.is_dir():
         raise CatalogError(f"image folder {image_dir} does not exist (data.image_dir)")
     if not any(image_dir.iterdir()):
@@ -32,11 +38,11 @@ def run_ingest(raw_dir: Path, data_params: dict, seed: int, n_jobs: int = 1) -> 
 
     problems = Problems()
     raw = read_csv_strict(csv_path, problems)
-    catalog = build_catalog(raw, expected_categories=data_params["categories"],
-                            min_per_class=data_params["min_per_class"], problems=problems, file=csv_path.name)
+    catalog = build_catalog(raw, expected_categories=data_params.categories,
+                            min_per_class=data_params.min_per_class, problems=problems, file=csv_path.name)
 
     paths = [image_dir / name if name else image_dir / "__no_image__" for name in catalog["image"]]
-    checks = inspect_images(paths, data_params["max_image_pixels"], data_params["min_image_side"], n_jobs)
+    checks = inspect_images(paths, data_params.max_image_pixels, data_params.min_image_side, n_jobs)
     catalog["image_status"] = [c.status for c in checks]
     catalog["image_width"] = [c.width for c in checks]
     catalog["image_height"] = [c.height for c in checks]
@@ -53,7 +59,7 @@ def run_ingest(raw_dir: Path, data_params: dict, seed: int, n_jobs: int = 1) -> 
                          kind=f"image_mode_{mode_note(chk.mode)}", action="flagged",
                          detail=f"mode {chk.mode}: converted to RGB when decoded")
 
-    catalog["split"] = stratified_split(catalog["id"], catalog["category"], data_params["split"], seed).values
+    catalog["split"] = stratified_split(catalog["id"], catalog["category"], data_params.split.model_dump(), seed).values
     catalog = catalog.sort_values("id", kind="stable").reset_index(drop=True)
     return IngestResult(catalog=catalog, problems=problems.frame(), rows_read=raw.attrs["rows_read"])
 

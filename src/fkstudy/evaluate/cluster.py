@@ -19,9 +19,15 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+from sklearn.metrics import (
+    adjusted_rand_score,
+    normalized_mutual_info_score,
+    silhouette_score,
+)
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
+
+from ..files import FeatureFileError
 
 
 def normalize(X: np.ndarray, how: str) -> np.ndarray:
@@ -55,14 +61,14 @@ def tsne(X: np.ndarray, perplexity: float, pca_components: int, seed: int, n_job
                 random_state=seed, n_jobs=n_jobs).fit_transform(Z)
 
 
-def reduce(X: np.ndarray, how: str, p: dict, seed: int, n_jobs: int = 1) -> np.ndarray:
+def reduce(X: np.ndarray, how: str, p, seed: int, n_jobs: int = 1) -> np.ndarray:
+    """`p`: the cluster params section (fkstudy.evaluate.params.ClusterParams)."""
     if how == "none":
         return X
     if how == "pca":
-        return pca(X, p["pca_components"], seed)
+        return pca(X, p.pca_components, seed)
     if how == "tsne":
-        return tsne(X, p["tsne_perplexity"], p["tsne_pca_components"], seed, n_jobs, p["tsne_metric"],
-                    p["tsne_init"])
+        return tsne(X, p.tsne_perplexity, p.tsne_pca_components, seed, n_jobs, p.tsne_metric, p.tsne_init)
     raise ValueError(f"unknown reduction {how!r}")
 
 
@@ -115,7 +121,7 @@ class Draw:
     silhouette_rows: int = 0         # rows the silhouettes were computed on
 
 
-def evaluate(X: np.ndarray, labels: np.ndarray, p: dict, seed: int, n_jobs: int = 1) -> list[Draw]:
+def evaluate(X: np.ndarray, labels: np.ndarray, p, seed: int, n_jobs: int = 1) -> list[Draw]:
     """All draws: every reduction in p['reductions'] × p['n_seeds'] seeds.
 
     t-SNE draws run on a stratified subsample of `tsne_max_samples` rows when there are more
@@ -123,17 +129,17 @@ def evaluate(X: np.ndarray, labels: np.ndarray, p: dict, seed: int, n_jobs: int 
     """
     labels = np.asarray(labels)
     k = len(np.unique(labels))
-    Xn = normalize(X, p["normalize"])
+    Xn = normalize(X, p.normalize)
     draws = []
-    for how in p["reductions"]:
+    for how in p.reductions:
         fixed = reduce(Xn, how, p, seed, n_jobs) if how in SEED_FREE else None
-        for s in range(seed, seed + p["n_seeds"]):
-            rows = subsample(labels, p["tsne_max_samples"], s) if how == "tsne" else None
+        for s in range(seed, seed + p.n_seeds):
+            rows = subsample(labels, p.tsne_max_samples, s) if how == "tsne" else None
             y = labels if rows is None else labels[rows]
             Z = fixed if fixed is not None else reduce(Xn if rows is None else Xn[rows], how, p, s, n_jobs)
-            clusters = kmeans(Z, k, s, p["kmeans_n_init"])
-            sil_c, sil_rows = silhouette(Z, clusters, y, p["silhouette_max_samples"], s)
-            sil_t, _ = silhouette(Z, y, y, p["silhouette_max_samples"], s)
+            clusters = kmeans(Z, k, s, p.kmeans_n_init)
+            sil_c, sil_rows = silhouette(Z, clusters, y, p.silhouette_max_samples, s)
+            sil_t, _ = silhouette(Z, y, y, p.silhouette_max_samples, s)
             draws.append(Draw(how, s, float(adjusted_rand_score(y, clusters)),
                               float(normalized_mutual_info_score(y, clusters)),
                               matched_accuracy(y, clusters), sil_c, sil_t, Z, clusters, rows, sil_rows))
@@ -190,5 +196,50 @@ def labels_for(ids: np.ndarray, catalog: pd.DataFrame, where: str = "features") 
     by_id = catalog.set_index("id")["category"]
     unknown = [i for i in ids if i not in by_id.index]
     if unknown:
-        raise ValueError(f"{where}: {len(unknown)} feature ids are not in the catalog, e.g. {unknown[:3]}")
+        raise FeatureFileError(f"{where}: {len(unknown)} feature ids are not in the catalog, e.g. {unknown[:3]}")
     return by_id.loc[list(ids)].to_numpy()
+
+
+# ------------------------------------------------------------------------------ one feature set, reported
+@dataclass
+class ClusterResult:
+    metrics: dict                 # metrics/cluster/<set>.json
+    distances: pd.DataFrame       # cosine distances between category centroids
+
+    def title(self, n_seeds: int, first: Draw) -> str:
+        m = self.metrics
+        title = f"{m['set']}: {first.reduction}, ARI {m['ari']:.3f} ± {m['ari_std']:.3f} over {n_seeds} seeds"
+        if first.rows is not None:
+            title += f" (subsample of {len(first.rows)} / {m['n']} rows per seed)"
+        return title
+
+
+def summary_metrics(name: str, X: np.ndarray, ids, labels, draws: list[Draw], primary: str, meta: dict) -> ClusterResult:
+    """The metrics of one feature set: size, weights, centroid distance range and `summarize(draws)`."""
+    summary = summarize(draws, primary)
+    distances = centroid_distances(X, labels)
+    off_diag = distances.to_numpy()[~np.eye(len(distances), dtype=bool)]
+    metrics = {"set": name, "n": int(len(ids)), "dim": int(X.shape[1]), "weights": meta.get("weights", "n/a"),
+               "centroid_distance_min": round(float(off_diag.min()), 4),
+               "centroid_distance_max": round(float(off_diag.max()), 4), **summary}
+    return ClusterResult(metrics, distances)
+
+
+def primary_map(X: np.ndarray, ids, labels, draws: list[Draw], p, seed: int):
+    """(xy, ids, labels, draw) of the 2-D map shown: the first draw of the primary reduction — its t-SNE
+    coordinates, or the first two principal components — on the rows that draw used."""
+    first = next(d for d in draws if d.reduction == p.primary)
+    xy = first.embedding if first.reduction == "tsne" else pca(normalize(X, p.normalize), 2, seed)
+    if first.rows is not None:  # a t-SNE draw on a subsample (cluster.tsne_max_samples)
+        ids, labels = np.asarray(ids)[first.rows], np.asarray(labels)[first.rows]
+    return xy, ids, labels, first
+
+
+def scatter_table(ids, xy: np.ndarray, labels, clusters) -> pd.DataFrame:
+    return pd.DataFrame({"id": ids, "x": xy[:, 0].round(4), "y": xy[:, 1].round(4), "category": labels,
+                         "cluster": clusters})
+
+
+def draws_table(draws: list[Draw]) -> pd.DataFrame:
+    return pd.DataFrame([{"reduction": d.reduction, "seed": d.seed, "ari": round(d.ari, 4),
+                          "silhouette": round(d.silhouette_clusters, 4)} for d in draws])

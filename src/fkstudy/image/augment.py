@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from ..errors import StudyError
+
 WHITE = (255, 255, 255)
 
 
@@ -85,3 +87,16 @@ def views(images: np.ndarray, n_views: int, cfg: AugmentConfig, seed: int) -> tu
         for k in range(n_views):
             out[i * n_views + k] = apply(img, **draw(rng, cfg))
     return out, source
+
+
+def train_views(images: np.ndarray, ids, train_ids, cfg, seed: int) -> tuple[np.ndarray, list[str]]:
+    """`cfg.views` augmented views of every photo whose id is in `train_ids` (val / test photos are never
+    augmented): (uint8 views, view ids "<product id>#<k>")."""
+    ids = np.asarray(ids)
+    rows = np.flatnonzero([i in train_ids for i in ids.tolist()])
+    if len(rows) == 0:
+        raise StudyError("augment: no train photos in the image cache (check the catalog split)")
+    config = AugmentConfig(flip=cfg.flip, rotation=cfg.rotation, zoom=cfg.zoom, brightness=cfg.brightness)
+    out, source = views(images[rows], cfg.views, config, seed)
+    view_ids = [f"{ids[rows[s]]}#{k}" for s, k in zip(source, np.tile(np.arange(cfg.views), len(rows)))]
+    return out, view_ids

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from fkstudy.io import FeatureFileError, _json_default, load_npz, save_npz
+from ..files import FeatureFileError, _json_default, load_npz, save_npz
 
 REQUIRED = ("images", "ids", "meta")
 

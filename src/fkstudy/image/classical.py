@@ -359,3 +359,25 @@ def bovw_features(images: np.ndarray, ids: Sequence[str], train_ids: set[str], k
         "empty_words": int((counts.sum(axis=0) == 0).sum()),
     }
     return X, info
+
+
+# --------------------------------------------------------------------------- registry functions
+def extract(images: np.ndarray, p, ctx) -> tuple[np.ndarray, dict]:
+    """The classical descriptor (registry entry `classical`): nothing is fitted."""
+    cfg = ClassicalConfig(color_bins=p.color_bins, grid=p.grid, sift_max_keypoints=p.sift_max_keypoints)
+    return classical_features(images, n_jobs=ctx.n_jobs, cfg=cfg), {f"dim_{k}": v for k, v in cfg.block_dims().items()}
+
+
+def _bovw(kind: str):
+    def run(images: np.ndarray, p, ctx) -> tuple[np.ndarray, dict]:
+        """Bag of visual words (registry entries `sift_bovw` / `orb_bovw`): codebook + idf on ctx.fit_ids."""
+        if ctx.fit_ids is None:
+            raise ValueError(f"{kind}_bovw: the codebook needs the train ids (ctx.fit_ids)")
+        return bovw_features(images, ctx.ids, set(ctx.fit_ids), kind, k=p.k, max_keypoints=p.max_keypoints,
+                             max_descriptors=p.max_descriptors, normalize=p.normalize, tfidf=p.tfidf, seed=ctx.seed,
+                             n_jobs=ctx.n_jobs)
+    return run
+
+
+extract_sift_bovw = _bovw("sift")
+extract_orb_bovw = _bovw("orb")

@@ -28,13 +28,19 @@ import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
+from ..errors import StudyError
+
 ASPECTS = ("pad", "crop", "stretch")
 FAIL_REASONS = ("missing", "unreadable", "truncated", "too_large", "error")
 _ORIENTATION_TAG = 0x0112
 _SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that rotate by 90 degrees
 
 
-class ImageDecodeError(ValueError):
+class NoImagesError(StudyError, RuntimeError):
+    """Not one photo of the catalog could be decoded: the image folder is wrong or empty."""
+
+
+class ImageDecodeError(StudyError, ValueError):
     """One image could not be used; `reason` is one of FAIL_REASONS, the message names the file."""
 
     def __init__(self, reason: str, path: Path | str, detail: str):
@@ -269,7 +275,7 @@ def require_images(ids: list[str], failures: pd.DataFrame) -> None:
     """Stop when no photo at all could be used (the failure report is written before this)."""
     if not ids:
         reasons = failures["reason"].value_counts().to_dict() if len(failures) else {}
-        raise RuntimeError(f"prep_images: no image could be decoded (failures by reason: {reasons}); "
+        raise NoImagesError(f"prep_images: no image could be decoded (failures by reason: {reasons}); "
                            "check data.raw_dir / data.image_dir and reports/prep_images_failures.csv")
 
 

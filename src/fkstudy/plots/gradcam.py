@@ -55,3 +55,20 @@ def gradcam_grid(images, overlays, titles, ncols: int = 3, title: str | None = N
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def overlay(image_uint8: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
+    """The heat map coloured with `cmap` and blended onto the image: (1 - alpha) * image + alpha * colour."""
+    image = np.asarray(image_uint8)
+    heat = np.asarray(heatmap, np.float32)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
+    if heat.shape != image.shape[:2]:
+        raise ValueError(f"heatmap shape {heat.shape} != image size {image.shape[:2]}")
+    if not np.isfinite(heat).all():
+        raise ValueError("heatmap contains NaN/inf")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    colour = matplotlib.colormaps[cmap](np.clip(heat, 0.0, 1.0))[..., :3] * 255.0
+    blend = (1.0 - alpha) * image.astype(np.float32) + alpha * colour
+    return np.clip(np.rint(blend), 0, 255).astype(np.uint8)

@@ -10,7 +10,7 @@ import pandas as pd  # noqa: E402
 
 
 def confusion_matrix(table: pd.DataFrame, title: str, classes=None):
-    """`table` has one row per prediction with columns actual, predicted (heads.confusion_table)."""
+    """`table` has one row per prediction with columns actual, predicted (evaluate.metrics.confusion_table)."""
     classes = list(classes) if classes is not None else sorted(set(table["actual"]) | set(table["predicted"]))
     cm = pd.crosstab(table["actual"], table["predicted"]).reindex(index=classes, columns=classes, fill_value=0)
     fig, ax = plt.subplots(figsize=(0.9 * len(classes) + 3, 0.7 * len(classes) + 2))
@@ -97,3 +97,9 @@ def prediction_grid(images, titles, correct, title: str, ncols: int = 6):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def prediction_examples(images, y_true, y_pred, confidence, title: str, ncols: int = 6):
+    """prediction_grid of chosen test examples, captioned "true -> predicted (confidence)"."""
+    titles = [f"{t[:18]}\n-> {p[:18]} ({c:.2f})" for t, p, c in zip(y_true, y_pred, confidence)]
+    return prediction_grid(images, titles, [t == p for t, p in zip(y_true, y_pred)], title, ncols)

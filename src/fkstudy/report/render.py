@@ -10,12 +10,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .. import io
+from .. import files
+from ..errors import StudyError
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
-class ChromiumNotFound(RuntimeError):
+class ChromiumNotFound(StudyError, RuntimeError):
     pass
 
 
@@ -50,7 +51,7 @@ def screenshot(html_path: str | os.PathLike, png_path: str | os.PathLike, width:
                timeout: float = 180) -> Path:
     """A PNG of the top width × height pixels of the rendered page, written atomically."""
     png_path = Path(png_path)
-    with io.atomic_path(png_path) as tmp:
+    with files.atomic_path(png_path) as tmp:
         _run(html_path, [f"--screenshot={tmp}", f"--window-size={width},{height}"], timeout)
         if not tmp.is_file() or tmp.stat().st_size == 0:
             raise RuntimeError(f"chromium wrote no screenshot for {html_path}")

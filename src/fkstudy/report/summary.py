@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .formatting import RANDOM_INIT
 from .reference import PUBLIC_BEST_ARI, SEED_ARI, SEED_TRAIN, TARGET_ARI
 
 
@@ -38,7 +39,7 @@ SUMMARY_COLUMNS = ["feature set", "weights", "ARI (mean ± std)", "silhouette", 
 
 
 def weights_label(weights) -> str:
-    return "random-init (not comparable)" if weights == "random-init" else str(weights)
+    return f"{RANDOM_INIT} (not comparable)" if weights == RANDOM_INIT else str(weights)
 
 
 def summary_rows(table: pd.DataFrame) -> tuple[list[list[str]], list[str]]:
@@ -64,8 +65,8 @@ def markdown_table(table: pd.DataFrame) -> str:
     head = "| " + " | ".join(SUMMARY_COLUMNS) + " |\n" + "|---" * len(SUMMARY_COLUMNS) + "|\n"
     lines = []
     for row, w in zip(rows, weights):
-        if w == "random-init":
-            row = [row[0], "**random-init** (not comparable)", *row[2:]]
+        if w == RANDOM_INIT:
+            row = [row[0], f"**{RANDOM_INIT}** (not comparable)", *row[2:]]
         lines.append("| " + " | ".join(row) + " |")
     return head + "\n".join(lines) + "\n"
 

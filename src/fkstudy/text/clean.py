@@ -12,6 +12,8 @@ from functools import lru_cache
 
 import pandas as pd
 
+from ..errors import StudyError
+
 _TOKEN = re.compile(r"[a-z]+|\d+")
 _SPACES = re.compile(r"\s+")
 
@@ -56,7 +58,7 @@ def _lemmatizer():
     try:
         lem.lemmatize("tests")
     except LookupError as exc:  # WordNet missing: say how to install it offline
-        raise RuntimeError("NLTK WordNet data not found: run `bash scripts/setup.sh` (installs Debian "
+        raise StudyError("NLTK WordNet data not found: run `bash scripts/setup.sh` (installs Debian "
                            "wordnet-base + wordnet-sense-index into <venv>/nltk_data)") from exc
     return lem
 

@@ -14,18 +14,20 @@ Pure functions (no file or MLflow I/O). Every fit goes through `heads.fit_head` 
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.metrics import accuracy_score, f1_score, log_loss
 from sklearn.model_selection import RepeatedStratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from . import heads as H
+from ..data.splits import assert_no_test, common_ids
+from ..evaluate.metrics import class_key, scores
+from ..files import align
+from . import heads
+from .recipes import fixed
 
 PROBA_RULES = ("average_proba", "geometric_proba")
 MODES = ("concat",) + PROBA_RULES
@@ -107,7 +109,7 @@ def fusion_proba(models: dict, candidate: dict, T, I) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ concat head
-def fit_concat(T_train, I_train, y_train, T_val, I_val, y_val, cfg: dict, seed: int) -> H.Fitted:
+def fit_concat(T_train, I_train, y_train, T_val, I_val, y_val, cfg: heads.HeadParams, seed: int) -> heads.Fitted:
     """One head on [text | image]: each block standardised with train statistics and divided by
     sqrt(its width), so a 1280-d block does not drown a 384-d one; the pipeline takes the raw
     concatenation (`concat_features`)."""
@@ -117,13 +119,8 @@ def fit_concat(T_train, I_train, y_train, T_val, I_val, y_val, cfg: dict, seed: 
         transformer_weights={"text": 1.0 / np.sqrt(dt), "image": 1.0 / np.sqrt(di)})
     Z_train = blocks.fit_transform(concat_features(T_train, I_train))
     Z_val = blocks.transform(concat_features(T_val, I_val))
-    f = H.fit_head(Z_train, y_train, Z_val, y_val, {**cfg, "scale": "none"}, seed)
-    return H.Fitted(Pipeline([("blocks", blocks), *f.model.steps]), f.curve, f.chosen)
-
-
-def fixed(cfg: dict, fitted: H.Fitted) -> dict:
-    """The head config with the hyper-parameter chosen on val frozen (for the CV refits)."""
-    return {**cfg, "C": [fitted.chosen["C"]]} if "C" in fitted.chosen else cfg
+    f = heads.fit_head(Z_train, y_train, Z_val, y_val, cfg.model_copy(update={"scale": "none"}), seed)
+    return heads.Fitted(Pipeline([("blocks", blocks), *f.model.steps]), f.curve, f.chosen)
 
 
 # ------------------------------------------------------------------------------------ protocol
@@ -144,11 +141,8 @@ class FusionFit:
 
 
 def _scores(y, proba, classes) -> dict:
-    classes = np.asarray(classes)
-    pred = classes[np.asarray(proba).argmax(1)]
-    return {"accuracy": float(accuracy_score(y, pred)),
-            "macro_f1": float(f1_score(y, pred, labels=list(classes), average="macro", zero_division=0)),
-            "log_loss": float(log_loss(y, np.clip(proba, 1e-15, 1), labels=list(classes)))}
+    s = scores(y, proba, classes, classes, per_class=False)
+    return {k: s[k] for k in ("accuracy", "macro_f1", "log_loss")}
 
 
 def _fit_heads(T_a, I_a, y_a, T_b, I_b, y_b, cfgs: dict, seed: int) -> dict:
@@ -158,11 +152,11 @@ def _fit_heads(T_a, I_a, y_a, T_b, I_b, y_b, cfgs: dict, seed: int) -> dict:
             out[name] = fit_concat(T_a, I_a, y_a, T_b, I_b, y_b, cfg, seed)
         else:
             A, B = (T_a, T_b) if name == "text" else (I_a, I_b)
-            out[name] = H.fit_head(A, y_a, B, y_b, cfg, seed)
+            out[name] = heads.fit_head(A, y_a, B, y_b, cfg, seed)
     return out
 
 
-def fit_fusion(text_X, text_ids, image_X, image_ids, catalog: pd.DataFrame, cfg: dict, seed: int, *,
+def fit_fusion(text_X, text_ids, image_X, image_ids, catalog: pd.DataFrame, cfg: heads.HeadParams, seed: int, *,
                modes=("concat", "average_proba", "geometric_proba"),
                weights=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
                n_splits: int = 5, n_repeats: int = 2, select_by: str = "cv") -> FusionFit:
@@ -176,16 +170,16 @@ def fit_fusion(text_X, text_ids, image_X, image_ids, catalog: pd.DataFrame, cfg:
     if select_by == "cv" and n_repeats < 1:
         raise ValueError("select_by='cv' needs n_repeats >= 1")
     cands = candidates(modes, weights)
-    ids = H.common_ids(catalog, text_ids, image_ids)
+    ids = common_ids(catalog, text_ids, image_ids)
     split = catalog.set_index("id").loc[ids, "split"].to_numpy()
     ids = ids[np.isin(split, ("train", "val"))]          # from here on, no test row exists in this function
-    H.assert_no_test(ids, catalog, ("train", "val"))
+    assert_no_test(ids, catalog, ("train", "val"))
     cat = catalog.set_index("id").loc[ids]
-    T, I = H._rows(text_X, text_ids, ids).astype(np.float64), H._rows(image_X, image_ids, ids).astype(np.float64)
+    T, I = align(text_X, text_ids, ids).astype(np.float64), align(image_X, image_ids, ids).astype(np.float64)
     y, split = cat["category"].to_numpy(), cat["split"].to_numpy()
     tr, va = split == "train", split == "val"
-    H.assert_no_test(ids[tr], catalog, ("train",))
-    H.assert_no_test(ids[va], catalog, ("val",))
+    assert_no_test(ids[tr], catalog, ("train",))
+    assert_no_test(ids[va], catalog, ("val",))
     classes = sorted(catalog["category"].unique())
 
     names = ["text", "image"] + (["concat"] if any(c["mode"] == "concat" for c in cands) else [])
@@ -209,7 +203,7 @@ def fit_fusion(text_X, text_ids, image_X, image_ids, catalog: pd.DataFrame, cfg:
     return FusionFit(fitted, table, selected, folds, classes, select_by, ids[tr], ids[va])
 
 
-def _cv(T, I, y, fitted: dict, cfg: dict, cands: list, seed: int, n_splits: int, n_repeats: int,
+def _cv(T, I, y, fitted: dict, cfg: heads.HeadParams, cands: list, seed: int, n_splits: int, n_repeats: int,
         model_classes) -> pd.DataFrame:
     cfgs = {name: fixed(cfg, f) for name, f in fitted.items()}
     rskf = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=seed)
@@ -238,28 +232,23 @@ def select(table: pd.DataFrame, select_by: str, mode: str | None = None) -> dict
 def evaluate_fusion(fit: FusionFit, text_X, text_ids, image_X, image_ids, catalog: pd.DataFrame) -> dict:
     """Test rows (present in both files) predicted once by each fitted head; every candidate scored.
 
-    Returns ids_test, y_test, `test` {candidate name: heads.metrics_from_proba(...)} and `pred`
+    Returns ids_test, y_test, `test` {candidate name: evaluate.metrics.scores(...)} and `pred`
     {candidate name: predicted labels}.
     """
-    ids = H.common_ids(catalog, text_ids, image_ids)
+    ids = common_ids(catalog, text_ids, image_ids)
     ids = ids[catalog.set_index("id").loc[ids, "split"].to_numpy() == "test"]
     y = catalog.set_index("id").loc[ids, "category"].to_numpy()
-    probas = head_probas(fit.models, H._rows(text_X, text_ids, ids), H._rows(image_X, image_ids, ids))
+    probas = head_probas(fit.models, align(text_X, text_ids, ids), align(image_X, image_ids, ids))
     model_classes = np.asarray(fit.heads["text"].model.classes_)
     test, pred = {}, {}
     for c in fit.candidates[["name", "mode", "text_weight"]].to_dict("records"):
         p = candidate_proba(c, probas)
-        test[c["name"]] = H.metrics_from_proba(y, p, model_classes, fit.classes)
+        test[c["name"]] = scores(y, p, model_classes, fit.classes)
         pred[c["name"]] = model_classes[p.argmax(1)]
     return {"ids_test": ids, "y_test": y, "test": test, "pred": pred}
 
 
 # ------------------------------------------------------------------------------------ reporting
-def class_key(name: str) -> str:
-    """'Home Decor & Festive Needs' -> 'home_decor_and_festive_needs' (metric keys stay plain words)."""
-    return re.sub(r"[^a-z0-9]+", "_", name.lower().replace("&", " and ")).strip("_")
-
-
 def summary(fit: FusionFit, ev: dict) -> dict:
     """Flat metrics for metrics/fusion.json: the selected model (`fusion_*`), each modality alone,
     each mode at its own best weight (same criterion), CV per model, per-class scores of the selected."""
@@ -341,3 +330,26 @@ def weight_curves(table: pd.DataFrame) -> pd.DataFrame:
             row.update({f"{rule}_{c}": float(src[c]) if src is not None and c in src else np.nan for c in scores})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def shown_folds(fit: FusionFit, modes) -> pd.DataFrame:
+    """The CV folds of text alone, image alone, each mode at its own best weight and the selected model
+    (plots/fusion/cv_folds.csv), labelled by role."""
+    shown = {"text": "text", "image": "image", **{m: select(fit.candidates, fit.select_by, m)["name"] for m in modes},
+             "fusion": fit.selected["name"]}
+    return pd.concat([fit.folds[fit.folds["model"] == cand].assign(model=label) for label, cand in shown.items()])
+
+
+BUNDLE_IMAGE_KEYS = ("extractor", "framework", "variant", "normalization", "image_cache", "weights", "source", "sha256")
+
+
+def bundle_config(fit: FusionFit, metrics: dict, text_set: str, image_set: str, t_meta: dict, i_meta: dict,
+                  text_dim: int, image_dim: int) -> dict:
+    """The content of models/fusion/fusion.json: the selected candidate, its scores, and how the features were made (the
+    predictor rebuilds them from raw inputs exactly)."""
+    return {"classes": fit.classes, "selected": fit.selected, "select_by": fit.select_by,
+            "scores": {k: metrics.get(f"fusion_{k}") for k in ("val_accuracy", "cv_accuracy", "test_accuracy")},
+            "text": {"set": text_set, "method": t_meta.get("method"), "params": t_meta.get("params", {}),
+                     "source": t_meta.get("source"), "dim": int(text_dim)},
+            "image": {"set": image_set, **{k: i_meta[k] for k in BUNDLE_IMAGE_KEYS if k in i_meta},
+                      "dim": int(image_dim)}}

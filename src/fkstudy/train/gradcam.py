@@ -7,27 +7,23 @@ maximum (an all-zero map stays zero). `score_c` is the pre-softmax logit of clas
 (the paper's choice: the softmax output saturates at 1.0 in float32 for confident predictions and
 its gradient then vanishes, leaving an empty map); `score="probability"` uses the softmax output.
 
-Two models are supported, as the `train` stage writes them (notes/train_contract.md):
+Two models are supported, as the `train` stage writes them (models/train/<K>/):
   gradcam_keras  a Keras functional model  input -> backbone (a nested sub-model) -> GAP -> head
-                 (models/train/K/model.keras); a flat functional model works too.
-  gradcam_torch  the torch EfficientNet-Lite0 backbone (`extract_features` -> [n, 1280, 7, 7])
-                 followed by the head of head.npz (`torch_head_from_npz`).
+                 (model.keras); a flat functional model works too.
+  gradcam_torch  a torch backbone with `extract_features` (EfficientNet-Lite: [n, 1280, 7, 7])
+                 followed by the head of head.npz (fkstudy.train.head_npz.torch_head_from_npz).
 TensorFlow and torch are imported inside the functions: a process uses one of them, never both.
 
-Outputs are float32 [n, H, W] in [0, 1]; `overlay` blends one map onto its uint8 image and
-`select_examples` picks which test predictions to show.
+Outputs are float32 [n, H, W] in [0, 1]; `select_examples` picks which test predictions to show
+(fkstudy.plots.gradcam.overlay blends a map onto its image).
 """
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 
 import numpy as np
 
-from ..io import FeatureFileError
-
 SCORES = ("logit", "probability")
-HEAD_ARRAYS = ("dense_kernel", "dense_bias", "out_kernel", "out_bias")
 # layer classes whose 4-D output can be the Grad-CAM target when no layer is named: a convolution
 # (Conv2D, DepthwiseConv2D, SeparableConv2D) or an activation. Pooling, padding, normalisation and
 # merge layers are skipped, so VGG16 gives block5_conv3 (not block5_pool), EfficientNetB0
@@ -83,25 +79,6 @@ def cam_from_gradients(activations: np.ndarray, gradients: np.ndarray, size: tup
         if top > 0.0:
             out[i] = np.clip(up / top, 0.0, 1.0)
     return out
-
-
-def overlay(image_uint8: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
-    """The heat map coloured with `cmap` and blended onto the image: (1 - alpha) * image + alpha * colour."""
-    import matplotlib
-
-    image = np.asarray(image_uint8)
-    heat = np.asarray(heatmap, np.float32)
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
-    if heat.shape != image.shape[:2]:
-        raise ValueError(f"heatmap shape {heat.shape} != image size {image.shape[:2]}")
-    if not np.isfinite(heat).all():
-        raise ValueError("heatmap contains NaN/inf")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    colour = matplotlib.colormaps[cmap](np.clip(heat, 0.0, 1.0))[..., :3] * 255.0
-    blend = (1.0 - alpha) * image.astype(np.float32) + alpha * colour
-    return np.clip(np.rint(blend), 0, 255).astype(np.uint8)
 
 
 def select_examples(y_true, y_pred, proba, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -300,44 +277,6 @@ def _check_retrace(model, x, proba) -> None:
 
 
 # --------------------------------------------------------------------------- torch
-def torch_head_from_npz(path_or_arrays):
-    """The contract's head (models/train/K/head.npz) as a torch module in eval mode:
-    Linear(d, h) -> ReLU -> Dropout -> Linear(h, c) -> Softmax, weights copied from the Keras layout
-    (dense_kernel [d, h], dense_bias [h], out_kernel [h, c], out_bias [c]). Output: probabilities.
-    `path_or_arrays`: a path to the .npz (loaded with allow_pickle=False) or a mapping of the arrays."""
-    import torch
-    from torch import nn
-
-    if isinstance(path_or_arrays, (str, os.PathLike)):
-        where = str(path_or_arrays)
-        if not os.path.exists(where):
-            raise FeatureFileError(f"{where}: head weights not found (run the train stage first)")
-        try:
-            with np.load(where, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except Exception as exc:  # zip / format / pickle-refused errors from numpy
-            raise FeatureFileError(f"{where}: unreadable head weights ({type(exc).__name__}: {exc})") from None
-    else:
-        where, arrays = "head arrays", dict(path_or_arrays)
-    missing = [k for k in HEAD_ARRAYS if k not in arrays]
-    if missing:
-        raise FeatureFileError(f"{where}: not a head weights file, missing arrays {missing}")
-    w1, b1, w2, b2 = (np.asarray(arrays[k], np.float32) for k in HEAD_ARRAYS)
-    if not (w1.ndim == 2 and w2.ndim == 2 and b1.shape == (w1.shape[1],) and w2.shape[0] == w1.shape[1]
-            and b2.shape == (w2.shape[1],)):
-        raise FeatureFileError(f"{where}: inconsistent head shapes dense_kernel {w1.shape}, dense_bias "
-                               f"{b1.shape}, out_kernel {w2.shape}, out_bias {b2.shape}")
-    for k, a in zip(HEAD_ARRAYS, (w1, b1, w2, b2)):
-        if not np.isfinite(a).all():
-            raise FeatureFileError(f"{where}: {k} contains NaN/inf")
-    head = nn.Sequential(nn.Linear(*w1.shape), nn.ReLU(), nn.Dropout(0.0), nn.Linear(*w2.shape), nn.Softmax(dim=1))
-    with torch.no_grad():
-        for layer, w, b in ((head[0], w1, b1), (head[3], w2, b2)):
-            layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.T)))
-            layer.bias.copy_(torch.from_numpy(b))
-    return head.eval()
-
-
 @contextmanager
 def _eval_mode(*modules):
     modes = [m.training for m in modules]

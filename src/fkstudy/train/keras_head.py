@@ -6,8 +6,9 @@ views for the augmented variant) — the same model as training the assembled ne
 backbone, at seconds instead of an hour per run on this CPU. `assemble` then joins the backbone and
 the trained head into one Keras model (saved as model.keras) for inference and Grad-CAM.
 
-Config (params.yaml `train`): head {units, dropout}, optimizer (adam | sgd | rmsprop), lr, batch_size,
-epochs, patience (early stopping on val loss; the best epoch's weights are kept).
+Config (params.yaml `train`, fkstudy.train.params.TrainParams): head {units, dropout}, optimizer
+(adam | sgd | rmsprop), lr, batch_size, epochs, patience (early stopping on val loss; the best epoch's
+weights are kept), fine_tune, augment. The framework-neutral head file (head.npz) is fkstudy.train.head_npz.
 TensorFlow is imported inside the functions: a torch process can import this module.
 """
 from __future__ import annotations
@@ -15,10 +16,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..frameworks import tensorflow
+
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 
 def _keras():
+    tensorflow()
     import keras
 
     return keras
@@ -56,7 +60,15 @@ def make_optimizer(name: str, lr: float):
     raise ValueError(f"train.optimizer must be one of {OPTIMIZERS}, got {name!r}")
 
 
-def fit_head(X_train, y_train, X_val, y_val, n_classes: int, cfg: dict, seed: int):
+def _history(h) -> tuple[pd.DataFrame, int]:
+    """A Keras History as one row per epoch (epoch, loss, accuracy, val_loss, val_accuracy) and the best
+    (lowest val loss, 1-based) epoch."""
+    hist = pd.DataFrame(h.history)
+    hist.insert(0, "epoch", np.arange(1, len(hist) + 1))
+    return hist, int(hist["val_loss"].idxmin()) + 1
+
+
+def fit_head(X_train, y_train, X_val, y_val, n_classes: int, cfg, seed: int):
     """Train the head (y = class indices). Returns (model, history DataFrame, info).
 
     history: epoch, loss, accuracy, val_loss, val_accuracy (one row per epoch run);
@@ -67,15 +79,13 @@ def fit_head(X_train, y_train, X_val, y_val, n_classes: int, cfg: dict, seed: in
     if len(X_train) == 0 or len(X_val) == 0:
         raise ValueError(f"fit_head needs train and val rows, got {len(X_train)} / {len(X_val)}")
     set_determinism(seed)
-    model = build_head(X_train.shape[1], n_classes, cfg["head"]["units"], cfg["head"]["dropout"])
-    model.compile(optimizer=make_optimizer(cfg["optimizer"], cfg["lr"]), loss="sparse_categorical_crossentropy",
+    model = build_head(X_train.shape[1], n_classes, cfg.head.units, cfg.head.dropout)
+    model.compile(optimizer=make_optimizer(cfg.optimizer, cfg.lr), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg["patience"], restore_best_weights=True)
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
     h = model.fit(X_train, np.asarray(y_train), validation_data=(X_val, np.asarray(y_val)),
-                  epochs=cfg["epochs"], batch_size=cfg["batch_size"], shuffle=True, callbacks=[stop], verbose=0)
-    hist = pd.DataFrame(h.history)
-    hist.insert(0, "epoch", np.arange(1, len(hist) + 1))
-    best = int(hist["val_loss"].idxmin()) + 1
+                  epochs=cfg.epochs, batch_size=cfg.batch_size, shuffle=True, callbacks=[stop], verbose=0)
+    hist, best = _history(h)
     return model, hist, {"best_epoch": best, "epochs_run": int(len(hist))}
 
 
@@ -84,23 +94,12 @@ def predict_proba(model, X, batch_size: int = 256) -> np.ndarray:
     return p / p.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 only within ~1e-7
 
 
-def head_arrays(head) -> dict:
-    """Framework-neutral head weights (for head.npz; a torch Grad-CAM rebuilds the head from them)."""
-    dense, out = head.get_layer("dense"), head.get_layer("out")
-    (k1, b1), (k2, b2) = dense.get_weights(), out.get_weights()
-    return {"dense_kernel": k1, "dense_bias": b1, "out_kernel": k2, "out_bias": b2}
-
-
 def assemble(backbone, head, name: str = "transfer"):
     """One Keras model: image (preprocessed float) -> frozen backbone (GAP output) -> head."""
     keras = _keras()
     backbone.trainable = False
     inp = keras.Input(backbone.input_shape[1:], name="image")
     return keras.Model(inp, head(backbone(inp, training=False)), name=name)
-
-
-def count_params(model) -> int:
-    return int(sum(int(np.prod(w.shape)) for w in model.weights))
 
 
 # ------------------------------------------------------------------------- optional fine-tuning
@@ -121,35 +120,35 @@ def unfreeze_last(backbone, n_layers: int) -> list[str]:
     return picked[::-1]
 
 
-def augmenter(aug: dict, seed: int):
+def augmenter(aug, seed: int):
     """Keras preprocessing layers doing the same kinds of augmentation as fkstudy.image.augment, on the fly."""
     keras = _keras()
-    layers = [keras.layers.RandomFlip("horizontal", seed=seed)] if aug["flip"] else []
-    if aug["rotation"]:
-        layers.append(keras.layers.RandomRotation(aug["rotation"] / 360.0, fill_mode="constant", fill_value=255.0,
+    layers = [keras.layers.RandomFlip("horizontal", seed=seed)] if aug.flip else []
+    if aug.rotation:
+        layers.append(keras.layers.RandomRotation(aug.rotation / 360.0, fill_mode="constant", fill_value=255.0,
                                                   seed=seed))
-    if aug["zoom"]:
-        layers.append(keras.layers.RandomZoom(aug["zoom"], fill_mode="constant", fill_value=255.0, seed=seed))
-    if aug["brightness"]:
-        layers.append(keras.layers.RandomBrightness(aug["brightness"], value_range=(0.0, 255.0), seed=seed))
+    if aug.zoom:
+        layers.append(keras.layers.RandomZoom(aug.zoom, fill_mode="constant", fill_value=255.0, seed=seed))
+    if aug.brightness:
+        layers.append(keras.layers.RandomBrightness(aug.brightness, value_range=(0.0, 255.0), seed=seed))
     return keras.Sequential(layers, name="augment")
 
 
-def fine_tune(backbone, head, preprocess, images_train, y_train, images_val, y_val, cfg: dict, seed: int):
+def fine_tune(backbone, head, preprocess, images_train, y_train, images_val, y_val, cfg, seed: int):
     """Phase 2 of transfer learning: backbone + (already trained) head end to end, the last
-    `cfg["fine_tune"]["unfreeze_layers"]` backbone layers trainable, photos augmented on the fly
+    `cfg.fine_tune.unfreeze_layers` backbone layers trainable, photos augmented on the fly
     (train only) every epoch. Slow on CPU: the backbone runs forward and partly backward per epoch.
     Returns (model taking preprocessed images, history, info)."""
     import tensorflow as tf
 
     keras = _keras()
-    ft = cfg["fine_tune"]
+    ft = cfg.fine_tune
     set_determinism(seed)
-    names = unfreeze_last(backbone, ft["unfreeze_layers"])
+    names = unfreeze_last(backbone, ft.unfreeze_layers)
     inp = keras.Input(backbone.input_shape[1:], name="image")
     model = keras.Model(inp, head(backbone(inp, training=False)), name="fine_tuned")
-    aug = augmenter(cfg["augment"], seed)
-    bs = cfg["batch_size"]
+    aug = augmenter(cfg.augment, seed)
+    bs = cfg.batch_size
 
     def prep(x, y, training):
         x = tf.cast(x, tf.float32)
@@ -159,11 +158,9 @@ def fine_tune(backbone, head, preprocess, images_train, y_train, images_val, y_v
              .shuffle(len(images_train), seed=seed).batch(bs).map(lambda x, y: prep(x, y, True)))
     val = tf.data.Dataset.from_tensor_slices((images_val, np.asarray(y_val))).batch(bs).map(
         lambda x, y: prep(x, y, False))
-    model.compile(optimizer=make_optimizer(cfg["optimizer"], ft["lr"]), loss="sparse_categorical_crossentropy",
+    model.compile(optimizer=make_optimizer(cfg.optimizer, ft.lr), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg["patience"], restore_best_weights=True)
-    h = model.fit(train, validation_data=val, epochs=ft["epochs"], callbacks=[stop], shuffle=False, verbose=0)
-    hist = pd.DataFrame(h.history)
-    hist.insert(0, "epoch", np.arange(1, len(hist) + 1))
-    return model, hist, {"best_epoch": int(hist["val_loss"].idxmin()) + 1, "epochs_run": int(len(hist)),
-                         "unfrozen_layers": names}
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
+    h = model.fit(train, validation_data=val, epochs=ft.epochs, callbacks=[stop], shuffle=False, verbose=0)
+    hist, best = _history(h)
+    return model, hist, {"best_epoch": best, "epochs_run": int(len(hist)), "unfrozen_layers": names}

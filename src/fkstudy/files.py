@@ -1,4 +1,4 @@
-"""Atomic writes and the one feature-file format every extractor shares.
+"""Atomic writes, the one feature-file format every extractor shares, and the id -> row join.
 
 A feature file is an `.npz` holding
   X    float32 [n, d]   one row per product
@@ -19,8 +19,10 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
+from .errors import StudyError
 
-class FeatureFileError(ValueError):
+
+class FeatureFileError(StudyError, ValueError):
     """A feature file is missing, malformed or does not match the catalog."""
 
 
@@ -64,6 +66,8 @@ def _json_default(o: Any) -> Any:
         return float(o)
     if isinstance(o, np.ndarray):
         return o.tolist()
+    if hasattr(o, "model_dump"):  # a params section (pydantic)
+        return o.model_dump()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
@@ -171,10 +175,17 @@ def load_features(path: str | os.PathLike, supervised: bool = False) -> tuple[np
     return X, ids, meta
 
 
-def align(X: np.ndarray, ids: np.ndarray, catalog_ids, where: str = "features") -> np.ndarray:
-    """Rows of X reordered to `catalog_ids`. Every requested id must be present."""
-    index = {k: i for i, k in enumerate(ids.tolist())}
-    missing = [c for c in catalog_ids if c not in index]
+def row_index(ids, wanted, where: str = "features") -> np.ndarray:
+    """Positions in `ids` of each id in `wanted` (the one id -> row join; never row order).
+    Every wanted id must be present."""
+    index = {k: i for i, k in enumerate(np.asarray(ids).tolist())}
+    wanted = np.asarray(wanted).tolist()
+    missing = [c for c in wanted if c not in index]
     if missing:
         raise FeatureFileError(f"{where}: {len(missing)} catalog ids have no feature row, e.g. {missing[:3]}")
-    return X[[index[c] for c in catalog_ids]]
+    return np.fromiter((index[c] for c in wanted), dtype=np.int64, count=len(wanted))
+
+
+def align(X: np.ndarray, ids: np.ndarray, catalog_ids, where: str = "features") -> np.ndarray:
+    """Rows of X reordered to `catalog_ids`. Every requested id must be present."""
+    return np.asarray(X)[row_index(ids, catalog_ids, where)]

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fkstudy.io import FeatureFileError, align, atomic_path, load_features, save_features, write_json
+from fkstudy.files import (FeatureFileError, align, atomic_path, load_features, row_index, save_features,
+                           write_json)
 
 
 def _touch(path: str) -> str:  # called only if something unpickles the payload below
@@ -136,6 +137,15 @@ def test_align_missing_ids(feats):
     X, ids = feats
     with pytest.raises(FeatureFileError, match=r"bow.npz: 2 catalog ids have no feature row.*'id9'"):
         align(X, np.asarray(ids), ["id0", "id9", "id8"], where="bow.npz")
+
+
+def test_row_index_is_the_id_join(feats):
+    _, ids = feats  # id4, id2, id0, id3, id1
+    idx = row_index(ids, ["id0", "id1", "id4"])
+    assert idx.dtype == np.int64 and idx.tolist() == [2, 4, 0]
+    assert row_index(ids, []).tolist() == []
+    with pytest.raises(FeatureFileError, match=r"text_bow.npz: 1 catalog ids have no feature row, e.g. \['id7'\]"):
+        row_index(ids, ["id0", "id7"], where="text_bow.npz")
 
 
 def test_atomic_path_success_replaces(tmp_path):

@@ -1,0 +1,36 @@
+"""params.yaml section `cluster` (the cluster@<set> stages)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from ..schema import Section
+
+Reduction = Literal["none", "pca", "tsne"]
+
+
+def _no_limit_or_at_least(v: int, low: int = 100) -> int:
+    if v != 0 and v < low:
+        raise ValueError(f"must be 0 (no limit) or >= {low}, got {v!r}")
+    return v
+
+
+class ClusterParams(Section):
+    reductions: list[Reduction]           # each is computed and reported
+    primary: Reduction                    # the one reported as `ari`
+    pca_components: int = Field(ge=2, le=1000)
+    tsne_perplexity: float = Field(ge=2, le=200)
+    tsne_pca_components: int = Field(ge=0, le=1000)
+    tsne_metric: Literal["euclidean", "cosine"]
+    tsne_init: Literal["random", "pca"]
+    normalize: Literal["l2", "standard", "none"]
+    n_seeds: int = Field(ge=1, le=50)
+    kmeans_n_init: int = Field(ge=1, le=100)
+    tsne_max_samples: int = Field(ge=0)
+    silhouette_max_samples: int = Field(ge=0)
+
+    @field_validator("tsne_max_samples", "silhouette_max_samples")
+    @classmethod
+    def check_limit(cls, v: int) -> int:
+        return _no_limit_or_at_least(v)

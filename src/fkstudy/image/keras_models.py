@@ -1,0 +1,102 @@
+"""Keras (TensorFlow) backbones of the image registry: VGG16 ("gap" 512-d | "flatten" 25088-d),
+EfficientNetB0 (1280-d GAP), MobileNetV3Small (576-d GAP), each with its own keras preprocess_input.
+
+The registry functions (`vgg16`, `efficientnetb0`, `mobilenetv3small`) have the signature
+`fn(images, params, ctx) -> (X, record)`; the record carries the weights status from
+fkstudy.image.weights plus the extractor's settings. TensorFlow is imported inside the functions.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..frameworks import tensorflow
+from .deep import check_images, set_tf_threads, timed_extract
+from .registry import IMAGE, weight_spec
+from .weights import WeightsPolicy, load_with_fallback
+
+
+def _applications(method: str) -> tuple[str, str]:
+    """(keras.applications constructor, module holding its preprocess_input) of a Keras registry entry."""
+    entry = IMAGE.check(method, "deep")
+    if "keras" not in entry.extra:
+        raise ValueError(f"not a Keras extractor: {method!r} (Keras entries: "
+                         f"{[n for n in IMAGE.names('deep') if 'keras' in IMAGE[n].extra]})")
+    return entry.extra["keras"]
+
+
+def is_keras(method: str) -> bool:
+    return "keras" in IMAGE.check(method, "deep").extra
+
+
+def build_keras(method: str, image_size: tuple[int, int], weights: str | None, variant: str = "gap"):
+    """The headless Keras backbone returning [b, d] features (`weights` = a file path or None)."""
+    tensorflow()
+    import keras
+
+    if variant != "gap" and not (method == "vgg16" and variant == "flatten"):
+        raise ValueError(f"{method}: unknown feature variant {variant!r} (gap, or flatten for vgg16)")
+    ctor = getattr(keras.applications, _applications(method)[0])
+    shape = (*image_size, 3)
+    if variant == "flatten":  # block5_pool flattened: 7 x 7 x 512 = 25088-d at 224 x 224
+        base = ctor(weights=weights, include_top=False, input_shape=shape, pooling=None)
+        return keras.Model(base.input, keras.layers.Flatten(name="flatten")(base.output), name="vgg16_flatten")
+    return ctor(weights=weights, include_top=False, input_shape=shape, pooling="avg")
+
+
+def load_keras(method: str, image_size: tuple[int, int], policy: WeightsPolicy, variant: str = "gap",
+               seed: int = 0):
+    """(model, weights record) following the weights resolution order."""
+    tensorflow()
+    import keras
+
+    spec = weight_spec(method)
+
+    def random_init():
+        keras.utils.set_random_seed(seed)
+        return build_keras(method, image_size, None, variant)
+
+    return load_with_fallback(
+        spec, policy.dir, allow_random_init=policy.allow_random_init, allow_download=policy.allow_download,
+        from_file=lambda p: build_keras(method, image_size, str(p), variant),
+        # keras.applications' own download into the Keras cache (needs network)
+        download=lambda: build_keras(method, image_size, "imagenet", variant),
+        random_init=random_init)
+
+
+def keras_preprocess(method: str) -> Callable[[np.ndarray], np.ndarray]:
+    import importlib
+
+    module = importlib.import_module(f"keras.applications.{_applications(method)[1]}")
+    return module.preprocess_input
+
+
+def extract_keras(method: str, images: np.ndarray, *, batch_size: int = 32, variant: str = "gap",
+                  policy: WeightsPolicy = WeightsPolicy(), n_jobs: int = 1, seed: int = 0,
+                  timings: dict | None = None) -> tuple[np.ndarray, dict]:
+    """Features of a keras.applications backbone, `preprocess_input` applied per batch."""
+    _applications(method)
+    check_images(images)
+    set_tf_threads(n_jobs)
+    prep = keras_preprocess(method)
+    X, rec = timed_extract(
+        images, batch_size, lambda: load_keras(method, tuple(images.shape[1:3]), policy, variant, seed),
+        lambda model: lambda b: model.predict_on_batch(prep(b.astype(np.float32))), timings)
+    rec.update({"extractor": method, "framework": "keras", "variant": variant, "dim": int(X.shape[1]),
+                "batch_size": batch_size, "preprocess": f"keras.applications.{_applications(method)[1]}"
+                ".preprocess_input"})
+    return X, rec
+
+
+def _run(method: str):
+    def run(images: np.ndarray, p, ctx) -> tuple[np.ndarray, dict]:
+        return extract_keras(method, images, batch_size=p.batch_size, variant=getattr(p, "variant", "gap"),
+                             policy=ctx.weights, n_jobs=ctx.n_jobs, seed=ctx.seed, timings=ctx.timings)
+    run.__name__ = method
+    return run
+
+
+vgg16 = _run("vgg16")
+efficientnetb0 = _run("efficientnetb0")
+mobilenetv3small = _run("mobilenetv3small")

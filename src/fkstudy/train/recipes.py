@@ -1,0 +1,104 @@
+"""Training recipes on cached features: a text classifier (fit on train, C on val, test once, repeated
+CV on train+val) and a head over several seeds (mean, std, t-interval). Pure functions: the stages log
+to MLflow and write the files. Every fit takes the catalog split and refuses a test id (`LeakError`)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import RepeatedStratifiedKFold
+
+from ..data.splits import Splits, assert_no_test, split_by_id
+from ..evaluate.metrics import confusion_table, scores, t_interval
+from . import heads
+from .heads import Fitted, HeadParams
+
+
+def fixed(cfg: HeadParams, fitted: Fitted) -> HeadParams:
+    """The head config with the hyper-parameter chosen on val frozen (for the CV refits)."""
+    return cfg.model_copy(update={"C": [fitted.chosen["C"]]}) if "C" in fitted.chosen else cfg
+
+
+def guarded_fit(d: Splits, catalog: pd.DataFrame, cfg: HeadParams, seed: int) -> Fitted:
+    """fit_head on the train rows (val stops / chooses), after checking no id comes from another split."""
+    assert_no_test(d.ids_train, catalog, ("train",))
+    assert_no_test(d.ids_val, catalog, ("val",))
+    return heads.fit_head(d.X_train, d.y_train, d.X_val, d.y_val, cfg, seed)
+
+
+def cross_validate(X, ids, y, catalog: pd.DataFrame, cfg: HeadParams, seed: int, n_splits: int, n_repeats: int,
+                   classes=None, name: str = "model") -> pd.DataFrame:
+    """Repeated stratified K-fold on the train+val ids only: accuracy and macro-F1 per fold.
+
+    Hyper-parameters are used as given (C: the first of the list); the fold's own held-out rows stop the MLP.
+    """
+    ids, y, X = np.asarray(ids), np.asarray(y), np.asarray(X)
+    pool = catalog.set_index("id").loc[ids, "split"].isin(["train", "val"]).to_numpy()
+    ids, y, X = ids[pool], y[pool], X[pool]
+    assert_no_test(ids, catalog, allowed=("train", "val"))
+    classes = classes if classes is not None else np.unique(y)
+    cfg1 = cfg.model_copy(update={"C": cfg.C[:1]})
+    rskf = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=seed)
+    rows = []
+    for fold, (tr, te) in enumerate(rskf.split(ids, y)):
+        f = heads.fit_head(X[tr], y[tr], X[te], y[te], cfg1, seed)
+        m = scores(y[te], f.model.predict_proba(X[te]), f.model.classes_, classes, per_class=False)
+        rows.append({"fold": fold, "model": name, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
+    return pd.DataFrame(rows)
+
+
+def cv_summary(folds: pd.DataFrame) -> dict:
+    """Per model: mean and std of the fold accuracies and macro-F1s, and the number of folds."""
+    out = {}
+    for name, g in folds.groupby("model", sort=True):
+        out[name] = {"cv_accuracy": float(g["accuracy"].mean()), "cv_accuracy_std": float(g["accuracy"].std(ddof=1)),
+                     "cv_macro_f1": float(g["macro_f1"].mean()), "cv_macro_f1_std": float(g["macro_f1"].std(ddof=1)),
+                     "cv_folds": int(len(g))}
+    return out
+
+
+def text_classifier(X, ids, catalog: pd.DataFrame, cfg: HeadParams, seed: int, n_splits: int = 5,
+                    n_repeats: int = 2) -> dict:
+    """A head on one feature set: test metrics + repeated CV on train+val (the val-chosen C refitted)."""
+    d = split_by_id(X, ids, catalog)
+    classes = sorted(catalog["category"].unique())
+    f = guarded_fit(d, catalog, cfg, seed)
+    test = heads.evaluate(f.model, d.X_test, d.y_test, classes)
+    pred = f.model.predict(np.asarray(d.X_test, dtype=np.float64))
+    pool_ids = np.concatenate([d.ids_train, d.ids_val])
+    pool_X = np.concatenate([d.X_train, d.X_val])
+    pool_y = np.concatenate([d.y_train, d.y_val])
+    folds = cross_validate(pool_X, pool_ids, pool_y, catalog, fixed(cfg, f), seed, n_splits, n_repeats,
+                           classes=classes, name="text")
+    return {"fitted": f, "test": test, "cv": cv_summary(folds)["text"], "folds": folds,
+            "confusion": confusion_table(d.ids_test, d.y_test, pred)}
+
+
+def multiseed(data: Splits, cfg: HeadParams, seed: int, n_seeds: int, classes, on_seed=None) -> dict:
+    """The same head over seeds seed..seed+n-1; mean/std/95% t-interval of test accuracy and macro-F1.
+
+    `on_seed(seed, fitted, test_metrics)` is called after each seed (the stage logs MLflow runs there).
+    """
+    rows = []
+    for s in range(seed, seed + n_seeds):
+        fitted = heads.fit_head(data.X_train, data.y_train, data.X_val, data.y_val, cfg, s)
+        m = heads.evaluate(fitted.model, data.X_test, data.y_test, classes)
+        rows.append({"seed": s, "test_accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+                     "val_accuracy": heads.evaluate(fitted.model, data.X_val, data.y_val, classes)["accuracy"],
+                     **{k: v for k, v in fitted.chosen.items() if isinstance(v, (int, float))}})
+        if on_seed is not None:
+            on_seed(s, fitted, m)
+    table = pd.DataFrame(rows)
+    return {"per_seed": table,
+            "test_accuracy": t_interval(table["test_accuracy"]),
+            "macro_f1": t_interval(table["macro_f1"])}
+
+
+def require_real_weights(meta: dict, path: str) -> str:
+    """A supervised comparison needs a real image representation: refuse features of random-init weights."""
+    from ..errors import StudyError
+
+    weights = meta.get("weights", "n/a")
+    if weights == "random-init":
+        raise StudyError(f"{path} was extracted with random-init weights; fusion needs a real image representation "
+                         f"(provide the pretrained weights, or set fusion.image_set to vgg16/efficientnet_lite0)")
+    return weights
