@@ -18,3 +18,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if os.environ["CUDA_VISIBLE_DE
 SRC = Path(__file__).resolve().parents[1] / "src"
 if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))
+
+# The same code paths on every machine of the study's kind (fkstudy.numerics), before numpy / torch /
+# TensorFlow / OpenCV load: same params -> bit-identical features and metrics
+from fkstudy import numerics  # noqa: E402
+
+numerics.pin()
