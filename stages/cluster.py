@@ -1,6 +1,7 @@
 """Stage cluster@<set>: reduce -> KMeans -> ARI / silhouette over seeds, for one feature set
 (data/features/<set>.npz), with the 2-D map, the contingency table and the centroid distances."""
 import _bootstrap  # noqa: F401
+import pandas as pd
 
 from fkstudy import files, paths
 from fkstudy.data.catalog import load_catalog
@@ -18,16 +19,20 @@ def main(argv=None) -> None:
     X, ids, meta = files.load_features(path)
     catalog = load_catalog(paths.CATALOG, features={path: ids})
     labels = cluster.labels_for(ids, catalog, path)
+    primary = cluster.primary_of(p, name)
     with stage.timed(f"cluster {name}", "seconds"):
         draws = cluster.evaluate(X, labels, p, seed, stage.params.n_jobs)
-    result = cluster.summary_metrics(name, X, ids, labels, draws, p.primary, meta)
+        variance = cluster.explained_variance(cluster.normalize(X, p.normalize), p.variance_components, seed)
+    result = cluster.summary_metrics(name, X, ids, labels, draws, primary, meta, variance)
     files.write_json(paths.metrics("cluster", name), result.metrics)
     stage.write_timings("cluster", name, n=int(len(ids)), dim=int(X.shape[1]), draws=len(draws))
 
     out = paths.plots("cluster", name)
-    xy, map_ids, map_labels, first = cluster.primary_map(X, ids, labels, draws, p, seed)
+    xy, map_ids, map_labels, first = cluster.primary_map(X, ids, labels, draws, p, seed, primary)
     files.write_csv(f"{out}/scatter.csv", cluster.scatter_table(map_ids, xy, map_labels, first.clusters))
     files.write_csv(f"{out}/draws.csv", cluster.draws_table(draws))
+    files.write_csv(f"{out}/pca_variance.csv", pd.DataFrame({"components": range(1, len(variance) + 1),
+                                                             "explained_variance": variance.round(4)}))
     files.save_figure(cluster_plots.scatter_pair(xy, map_labels, first.clusters, result.title(p.n_seeds, first)),
                       f"{out}/scatter.png")
     files.save_figure(cluster_plots.heatmap(cluster.contingency(map_labels, first.clusters),

@@ -8,6 +8,7 @@ import mlflow
 
 from fkstudy import files, paths, tracking
 from fkstudy.data.catalog import load_catalog
+from fkstudy.evaluate.bootstrap import mcnemar
 from fkstudy.evaluate.metrics import confusion_table, rounded
 from fkstudy.plots import fusion as fusion_plots
 from fkstudy.plots import train as train_plots
@@ -34,9 +35,14 @@ def main() -> None:
             fit = fusion.fit_fusion(T, t_ids, I, i_ids, catalog, p.head, seed, modes=p.modes, weights=p.text_weights,
                                     n_splits=p.n_splits, n_repeats=p.n_repeats, select_by=p.select_by)
             ev = fusion.evaluate_fusion(fit, T, t_ids, I, i_ids, catalog)
+            calibration, cal_tables = fusion.calibrate(fit, ev, p.calibration.target_accuracy, p.calibration.bins)
+        # "fusion beats the best single modality": the single one chosen by CV (not on test), McNemar on test
+        single = max(fusion.SINGLE, key=lambda n: fit.candidates.set_index("name").loc[n, f"{fit.select_by}_accuracy"])
+        paired = {"single": single, **mcnemar(ev["y_test"], ev["pred"][fit.selected["name"]], ev["pred"][single])}
         metrics = rounded({"text_set": p.text_set, "image_set": p.image_set, "image_weights": image_weights,
-                           "head": p.head.type, **fusion.summary(fit, ev)})
-        tracking.log_metrics({k: v for k, v in metrics.items() if not k.endswith("per_class")})
+                           "head": p.head.type, **fusion.summary(fit, ev), "calibration": calibration,
+                           "fusion_vs_best_single": paired})
+        tracking.log_metrics({k: v for k, v in metrics.items() if not k.endswith("per_class")})  # nested: flattened
         candidates = fusion.candidate_table(fit, ev)
         mlflow.set_tag("fusion_selected", fit.selected["name"])
         mlflow.log_table(candidates, "fusion_candidates.json")
@@ -46,8 +52,10 @@ def main() -> None:
             X5 = T5 if name == "text" else I5 if name == "image" else fusion.concat_features(T5, I5)
             tracking.log_model(fit.heads[name].model, X5, name=f"fusion_{name}_head")
 
+    served = {role: {k: calibration[role][k] for k in ("temperature", "threshold", "target_accuracy")}
+              for role in calibration}
     save_bundle(paths.FUSION_MODEL, fit.models, fusion.bundle_config(fit, metrics, p.text_set, p.image_set, t_meta,
-                                                                      i_meta, T.shape[1], I.shape[1]))
+                                                                      i_meta, T.shape[1], I.shape[1], served))
     files.write_json(paths.metrics("fusion"), metrics)
     stage.write_timings("fusion")
     out = paths.plots("fusion")
@@ -57,6 +65,12 @@ def main() -> None:
     files.save_figure(fusion_plots.weight_curves(curves, fit.selected, f"fusion {p.text_set} + {p.image_set}: accuracy "
                                                  "against the text weight"), f"{out}/weights.png")
     files.write_csv(f"{out}/cv_folds.csv", fusion.shown_folds(fit, p.modes).round(4))
+    sel_tables = cal_tables["selected"]
+    files.write_csv(f"{out}/reliability.csv", sel_tables["reliability"].round(4))
+    files.write_csv(f"{out}/risk_coverage.csv", sel_tables["risk_coverage"].round(4))
+    files.save_figure(fusion_plots.calibration(sel_tables["reliability"], sel_tables["risk_coverage"],
+                                               calibration["selected"], f"fusion {fit.selected['name']} (test)"),
+                      f"{out}/calibration.png")
     sel = fit.selected
     table = confusion_table(ev["ids_test"], ev["y_test"], ev["pred"][sel["name"]])
     files.write_csv(f"{out}/fusion_confusion.csv", table)

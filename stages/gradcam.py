@@ -10,7 +10,7 @@ from fkstudy import files, paths
 from fkstudy.data.catalog import load_catalog
 from fkstudy.errors import StudyError
 from fkstudy.files import row_index
-from fkstudy.image.cache import load_image_cache
+from fkstudy.image.cache import load_image_cache, resized
 from fkstudy.image.registry import IMAGE
 from fkstudy.image.weights import WeightsPolicy
 from fkstudy.plots import gradcam as gradcam_plots
@@ -30,7 +30,7 @@ def main() -> None:
     images, ids, _ = load_image_cache(paths.IMAGE_CACHE)
     catalog = load_catalog(paths.CATALOG)
     test = catalog[(catalog["split"] == "test") & catalog["id"].isin(set(ids.tolist()))]
-    test_images = images[row_index(ids, test["id"])]
+    test_images = resized(images[row_index(ids, test["id"])], getattr(params.deep_features, backbone).input_size)
     y_true = np.array([classes.index(c) for c in test["category"]])
 
     framework = IMAGE[backbone].extra["backbone"]["framework"]

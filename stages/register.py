@@ -52,7 +52,10 @@ def main() -> None:
             info = registry.log_pyfunc(paths.FUSION_MODEL, weights_file, serving, example)
         with stage.timed("end-to-end test predictions", "predict_seconds"), \
                 tempfile.TemporaryDirectory(prefix="fkstudy-register-") as tmp:
-            out = registry.load_predictor(info.model_uri, tmp).predict(frame)  # the logged files, not the local ones
+            predictor = registry.load_predictor(info.model_uri, tmp)  # the logged files, not the local ones
+            out = predictor.predict(frame)
+            # what a seller typing only a title gets: description blanked, no photo
+            name_only = predictor.predict(frame.assign(description="", image=""))
         failed = out.index[out["error"] != ""]
         if len(failed):
             first = failed[0]
@@ -61,11 +64,18 @@ def main() -> None:
         pred, y = out["category_1"].to_numpy(), test["category"].to_numpy()
         with_image = (out["modality"] != "text").to_numpy()
         s = label_scores(y, pred, bundle.classes, per_class=False)
+        ok_name = (name_only["error"] == "").to_numpy()   # a product whose name is empty cannot be predicted
+        s_name = label_scores(y[ok_name], name_only["category_1"].to_numpy()[ok_name], bundle.classes, per_class=False)
+        confident = out["confident"].to_numpy(bool)
         metrics = rounded({
             "model_name": r.model_name, "alias": r.alias, "selected": selected["name"],
             "select_by": bundle.config["select_by"], "n_test": int(len(test)),
             "n_test_text_only": int((~with_image).sum()), "test_accuracy": s["accuracy"], "test_macro_f1": s["macro_f1"],
             "test_accuracy_with_image": float((pred[with_image] == y[with_image]).mean()) if with_image.any() else None,
+            "name_only_test_accuracy": s_name["accuracy"], "name_only_test_macro_f1": s_name["macro_f1"],
+            "name_only_failed": int((~ok_name).sum()),
+            "confident_share": float(confident.mean()),
+            "confident_accuracy": float((pred[confident] == y[confident]).mean()) if confident.any() else None,
             "fusion_stage_test_accuracy": scores.get("test_accuracy"),
             "selection_accuracy": scores.get(f"{bundle.config['select_by']}_accuracy")})
         tracking.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})

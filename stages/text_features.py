@@ -8,6 +8,7 @@ import _bootstrap  # noqa: F401
 import pandas as pd
 
 from fkstudy import files, paths, tracking
+from fkstudy.image.weights import WeightsPolicy
 from fkstudy.registry import Context
 from fkstudy.runtime import log, run_stage, stage_argument, start_stage
 from fkstudy.text.registry import TEXT
@@ -22,7 +23,7 @@ def main(argv=None) -> None:
     docs = text[f"{p.input}_{p.field}"].fillna("").tolist()
     fit_ids = frozenset(text.loc[text["split"] == "train", "id"]) if fit_on == "train" else None
     ctx = Context(ids=text["id"].tolist(), fit_ids=fit_ids, seed=params.seed, n_jobs=params.n_jobs,
-                  timings=stage.timings)
+                  weights=WeightsPolicy(dir=params.pretrained.dir), timings=stage.timings)
     with stage.timed(method, "seconds"):
         X, info = entry.load()(docs, p, ctx)
 

@@ -16,7 +16,7 @@ from fkstudy.data.catalog import load_catalog
 from fkstudy.evaluate.metrics import confusion_table, rounded
 from fkstudy.files import row_index
 from fkstudy.image import keras_models
-from fkstudy.image.cache import load_image_cache
+from fkstudy.image.cache import load_image_cache, resized
 from fkstudy.image.deep import set_tf_threads
 from fkstudy.image.registry import backbones
 from fkstudy.image.weights import WeightsPolicy
@@ -40,7 +40,9 @@ def main(argv=None) -> None:
         transfer.check_same_weights(meta, aug_meta, paths.augmented(backbone), f"re-run `dvc repro augment@{backbone}`")
     catalog = load_catalog(paths.CATALOG)
     d = transfer.prepare(X, ids, catalog, variant, aug_X, aug_ids)
+    size = int(meta.get("input_size") or meta["image_cache"]["size"])  # the backbone's input side
     images, img_ids, _ = load_image_cache(paths.IMAGE_CACHE)
+    images = resized(images, size)
     weights = meta.get("weights", "n/a")
 
     set_tf_threads(params.n_jobs)  # the head trains in TensorFlow for every backbone
@@ -49,7 +51,7 @@ def main(argv=None) -> None:
         prep = keras_models.keras_preprocess(backbone)
 
         def load_backbone():  # backbone weights checked against the features'
-            base, rec = keras_models.load_keras(backbone, tuple(meta["image_cache"]["size"] for _ in range(2)),
+            base, rec = keras_models.load_keras(backbone, (size, size),
                                                 WeightsPolicy.from_params(params.pretrained), seed=seed)
             transfer.check_same_weights(meta, rec, f"{backbone} weights ({rec.get('source')})",
                                         f"re-run `dvc repro deep_features@{backbone}`")

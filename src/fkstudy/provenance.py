@@ -25,14 +25,26 @@ def package_record(entry: Entry) -> dict:
             "package_version": weights.package_version(dist), "file": relative, "sha256": weights.sha256_file(path)}
 
 
-def record(modality: str, entry: Entry, local_dir: str, params=None) -> dict:
-    """What `entry` will use: resolved pretrained weights (deep image models), a package's weights (text
-    encoders), or nothing pretrained (fitted or hand-made representations)."""
+def load_fill(entry: Entry):
+    """The function that fills `entry`'s weights into the local dir (extra["fill"], "module:function")."""
+    from importlib import import_module
+
+    module, _, attr = entry.extra["fill"].partition(":")
+    return getattr(import_module(module), attr)
+
+
+def record(modality: str, entry: Entry, local_dir: str, params=None, filled: dict | None = None) -> dict:
+    """What `entry` will use: resolved pretrained weights (deep image models), weights the `pretrained` stage
+    filled into the local dir (`filled`: what its fill returned), a package's weights (text encoders), or
+    nothing pretrained (fitted or hand-made representations)."""
     base = {"representation": f"{modality}_{entry.name}", "framework": entry.framework, "source_of_weights": entry.weights}
     if modality == "image" and entry.kind == "deep":
         from .image.registry import weight_spec
 
         return {**base, **weights.probe(weight_spec(entry.name, params), local_dir)}
+    if "fill" in entry.extra:
+        return {**base, **(filled or {"weights": "missing", "pretrained": False,
+                                      "note": "not filled: run the `pretrained` stage"})}
     if "package" in entry.extra:
         return {**base, **package_record(entry)}
     return {**base, "weights": "none", "pretrained": False}

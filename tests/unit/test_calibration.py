@@ -58,3 +58,19 @@ def test_mcnemar_counts_discordant_pairs():
     r = mcnemar(y, a, b)
     assert r["only_a_right"] == 8 and r["only_b_right"] == 0 and r["p_value"] == pytest.approx(2 * 0.5 ** 8)
     assert mcnemar(y, a, a)["p_value"] == 1.0
+
+
+def test_calibrate_fits_on_out_of_fold_rows_and_scores_test_once():
+    _, sharp, y = overconfident(n=6000)
+    oof, oof_y, test, test_y = sharp[:4000], y[:4000], sharp[4000:], y[4000:]
+    m, tables = calibration.calibrate(oof, oof_y, test, test_y, target_accuracy=0.9, bins=15)
+    assert m["temperature"] == pytest.approx(calibration.fit_temperature(oof, oof_y))   # from the OOF rows only
+    assert m["test_ece"] < 0.03 < m["test_ece_uncalibrated"]
+    answered = calibration.with_temperature(test, m["temperature"]).max(1) >= m["threshold"]
+    assert m["test_coverage_at_threshold"] == pytest.approx(answered.mean())
+    assert 0 < m["oof_coverage_at_threshold"] < 1 and m["test_accuracy_at_threshold"] > 0.85
+    assert set(tables["reliability"]["scaling"]) == {"none", "temperature"}
+    assert tables["risk_coverage"]["coverage"].iloc[-1] == pytest.approx(1.0)
+    # the test rows never move the temperature or the threshold
+    m2, _ = calibration.calibrate(oof, oof_y, test[::-1] * 0 + 1 / test.shape[1], test_y, 0.9, 15)
+    assert (m2["temperature"], m2["threshold"]) == (m["temperature"], m["threshold"])

@@ -10,7 +10,8 @@ from threadpoolctl import threadpool_limits
 from fkstudy.evaluate import cluster as cl
 from fkstudy.evaluate.params import ClusterParams
 
-RAW = dict(reductions=["none", "pca", "tsne"], primary="tsne", pca_components=5, tsne_perplexity=10,
+RAW = dict(reductions=["none", "pca", "tsne"], primary="tsne", primary_by_set={}, pca_components=5,
+           lsa_components=4, variance_components=10, tsne_perplexity=10,
            tsne_pca_components=10, tsne_metric="euclidean", tsne_init="random",
            normalize="l2", n_seeds=2, kmeans_n_init=4, tsne_max_samples=0, silhouette_max_samples=0)
 
@@ -232,3 +233,27 @@ def test_subsample_thresholds_are_validated():
             validate_params({**raw, "cluster": {**raw["cluster"], "tsne_max_samples": bad}})
     assert validate_params({**raw, "cluster": {**raw["cluster"], "silhouette_max_samples": 0}}).cluster \
         .silhouette_max_samples == 0
+
+
+def test_lsa_rows_are_unit_length_and_cluster_separable_data():
+    rng = np.random.default_rng(0)
+    X = np.abs(np.concatenate([rng.normal(0, 1, (20, 30)) + np.eye(30)[0] * 6,
+                               rng.normal(0, 1, (20, 30)) + np.eye(30)[1] * 6]))
+    Z = cl.lsa(cl.normalize(X, "l2"), 4, seed=0)
+    assert Z.shape == (40, 4)
+    np.testing.assert_allclose(np.linalg.norm(Z, axis=1), 1.0, rtol=1e-6)
+    labels = np.repeat(["a", "b"], 20)
+    draws = cl.evaluate(X, labels, params(reductions=["lsa"], primary="lsa"), seed=0)
+    assert [d.reduction for d in draws] == ["lsa", "lsa"] and min(d.ari for d in draws) > 0.9
+
+
+def test_primary_by_set_and_explained_variance():
+    p = params(reductions=["pca", "lsa"], primary="pca", primary_by_set={"text_tfidf": "lsa"})
+    assert cl.primary_of(p, "text_tfidf") == "lsa" and cl.primary_of(p, "text_bow") == "pca"
+    with pytest.raises(ValueError, match="not among cluster.reductions"):
+        params(primary_by_set={"text_tfidf": "lsa"})
+    X = np.random.default_rng(1).normal(0, 1, (30, 8)) * np.arange(8, 0, -1)
+    cum = cl.explained_variance(X, 8, seed=0)
+    assert cum.shape == (8,) and np.all(np.diff(cum) >= -1e-12) and cum[-1] == pytest.approx(1.0)
+    summary = cl.variance_summary(cum)
+    assert summary["pca_variance_2"] == round(float(cum[1]), 4) and 1 <= summary["pca_components_for_90"] <= 8

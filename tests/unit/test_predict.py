@@ -29,7 +29,7 @@ LOGREG = HeadParams(type="logreg", scale="standard", C=[0.1, 1.0], hidden=[16], 
                     max_iter=500, patience=5)  # every field is required; logreg reads C and max_iter
 TEXT_DIM, IMAGE_DIM = 384, 1280        # all-MiniLM-L6-v2 and EfficientNet-Lite0 widths
 TEXT_CFG = {"set": "bert", "method": "bert", "params": {"field": "both", "input": "raw", "max_length": 32,
-                                                        "batch_size": 8, "model_dir": ""}}
+                                                        "batch_size": 8, "model_dir": "", "precision": "float32"}}
 IMAGE_CFG = {"set": "efficientnet_lite0", "extractor": "efficientnet_lite0", "normalization": "inception",
              "image_cache": {"size": 64, "aspect": "pad", "jpeg_draft": True}}
 
@@ -48,11 +48,11 @@ def _fit(seed=0):
                         modes=["concat", "geometric_proba"], weights=[0.5], n_splits=2, n_repeats=1)
 
 
-def make_bundle(directory: Path, selected: dict, text=TEXT_CFG, image=IMAGE_CFG) -> Path:
+def make_bundle(directory: Path, selected: dict, text=TEXT_CFG, image=IMAGE_CFG, calibration=None) -> Path:
     fit = _fit()
     save_bundle(directory, fit.models, {"classes": fit.classes, "selected": selected, "select_by": "cv",
                                         "scores": {"cv_accuracy": 0.9, "val_accuracy": 0.9, "test_accuracy": 0.9},
-                                        "text": text, "image": image})
+                                        "text": text, "image": image, "calibration": calibration})
     return directory
 
 
@@ -106,7 +106,7 @@ def test_bundle_round_trip_and_integrity(tmp_path, bundle_dir):
 
 def test_servable_sets_come_from_the_registries():
     text, image = servable_sets()
-    assert set(text) == {"bert", "use"} and "efficientnet_lite0" in image
+    assert set(text) == {"bert", "mpnet", "use"} and "efficientnet_lite0" in image
     assert not {"vgg16", "efficientnetb0", "mobilenetv3small", "clip"} & set(image)
 
 
@@ -149,6 +149,23 @@ def test_predict_top3_with_and_without_image(tmp_path, bundle_dir, fake_encoders
     I = fake_image(p, p.load_images([str(img)]))
     expected = F.combine_proba(P_text[:1], p.bundle.models["image"].predict_proba(I), 0.5, "geometric_proba")
     assert out.loc[0, "probability_1"] == pytest.approx(expected.max())
+
+
+def test_calibrated_bundle_scales_each_modality_and_flags_confident_rows(tmp_path, bundle_dir, fake_encoders):
+    from fkstudy.evaluate.calibration import with_temperature
+
+    cal = {"selected": {"temperature": 2.0, "threshold": 0.0, "target_accuracy": 0.99},
+           "text": {"temperature": 0.5, "threshold": 1.01, "target_accuracy": 0.99}}
+    raw = Predictor.from_paths(bundle_dir, tmp_path)
+    p = Predictor.from_paths(make_bundle(tmp_path / "cal", GEO, calibration=cal), tmp_path)
+    frame = pd.DataFrame({"name": ["Baby soft towel", "Analog watch"], "description": ["", "steel strap"],
+                          "image": [str(photo(tmp_path / "red.jpg")), None]})
+    P_raw, P = raw.predict_proba(frame)[0], p.predict_proba(frame)[0]
+    np.testing.assert_allclose(P[0], with_temperature(P_raw[:1], 2.0)[0])   # text+photo: the selected model's T
+    np.testing.assert_allclose(P[1], with_temperature(P_raw[1:], 0.5)[0])   # text only: the text head's T
+    out = p.predict(frame)
+    assert list(out["confident"]) == [True, False]        # thresholds 0 and 1.01
+    assert not raw.predict(frame)["confident"].any()      # no calibration in the bundle: nothing is "confident"
 
 
 def test_a_text_only_model_ignores_the_photo_and_says_so(tmp_path, fake_encoders):

@@ -134,7 +134,8 @@ def test_glove(glove_kv, monkeypatch):
 
 
 TEXTS = ["Analog wrist watch for men", "Soft cotton bath towel", "Stainless steel wrist watch with date"]
-BERT = BertParams(field="both", input="raw", model_dir="", max_length=64, batch_size=3)
+BERT = BertParams(field="both", input="raw", model_dir="", max_length=64, batch_size=3,
+                  precision="float32")
 
 
 @pytest.fixture(scope="module")

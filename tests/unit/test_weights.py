@@ -116,7 +116,7 @@ def test_keras_cache_file_is_found(tmp_path, monkeypatch):
 
 def test_clip_spec_lists_local_and_library_caches(tmp_path):
     spec = W.clip_spec("ViT-B-32", "openai")
-    via_registry = R.weight_spec("clip", R.ClipParams(batch_size=8, arch="ViT-B-32", tag="openai"))
+    via_registry = R.weight_spec("clip", R.ClipParams(batch_size=8, input_size=224, precision="float32", arch="ViT-B-32", tag="openai"))
     assert via_registry.local_names == spec.local_names == ("open_clip_ViT-B-32_openai.safetensors",
                                                             "open_clip_ViT-B-32_openai.bin")
     msg = spec.missing_message(tmp_path)

@@ -88,3 +88,32 @@ def threshold_for_accuracy(proba, y_index, target: float) -> dict:
         return {"threshold": 1.0, "coverage": 0.0}
     row = ok.iloc[-1]
     return {"threshold": float(row["threshold"]), "coverage": float(row["coverage"])}
+
+
+def calibrate(oof_proba, oof_y, test_proba, test_y, target_accuracy: float, bins: int = 15) -> tuple[dict, dict]:
+    """Temperature and answer threshold chosen on out-of-fold train+val probabilities, then test scored once.
+
+    `*_y` are column indices of the true classes. Returns (metrics, tables): metrics hold the temperature,
+    the threshold that reached `target_accuracy` out of fold (and its coverage there), the test ECE before
+    and after scaling, the test accuracy and coverage at that threshold, and accuracy_at_<c> /
+    threshold_at_<c> of the test risk–coverage curve; tables hold the test reliability bins (before /
+    after) and the risk–coverage curve."""
+    temperature = fit_temperature(oof_proba, oof_y)
+    oof_cal, test_cal = with_temperature(oof_proba, temperature), with_temperature(test_proba, temperature)
+    chosen = threshold_for_accuracy(oof_cal, oof_y, target_accuracy)
+    test_y = np.asarray(test_y)
+    answered = test_cal.max(axis=1) >= chosen["threshold"]
+    correct = test_cal.argmax(axis=1) == test_y
+    curve = risk_coverage(test_cal, test_y)
+    metrics = {"temperature": temperature, "target_accuracy": target_accuracy,
+               "threshold": chosen["threshold"], "oof_coverage_at_threshold": chosen["coverage"],
+               "oof_ece": expected_calibration_error(oof_cal, oof_y, bins),
+               "test_ece_uncalibrated": expected_calibration_error(test_proba, test_y, bins),
+               "test_ece": expected_calibration_error(test_cal, test_y, bins),
+               "test_coverage_at_threshold": float(answered.mean()),
+               "test_accuracy_at_threshold": float(correct[answered].mean()) if answered.any() else float("nan"),
+               **{f"test_{k}": v for k, v in at_coverages(curve).items()}}
+    before, after = reliability(test_proba, test_y, bins), reliability(test_cal, test_y, bins)
+    tables = {"reliability": pd.concat([before.assign(scaling="none"), after.assign(scaling="temperature")]),
+              "risk_coverage": curve}
+    return metrics, tables

@@ -61,12 +61,32 @@ def tsne(X: np.ndarray, perplexity: float, pca_components: int, seed: int, n_job
                 random_state=seed, n_jobs=n_jobs).fit_transform(Z)
 
 
+def lsa(X: np.ndarray, n_components: int, seed: int) -> np.ndarray:
+    """Latent semantic analysis: truncated SVD of the (l2-normalised) rows, the result l2-normalised again,
+    so KMeans' Euclidean distances are cosine distances in the latent space (the usual TF-IDF -> LSA ->
+    KMeans recipe). Not centred, unlike PCA, so a sparse matrix keeps its meaning."""
+    from sklearn.decomposition import TruncatedSVD
+
+    k = int(min(n_components, X.shape[0] - 1, X.shape[1] - 1))
+    Z = TruncatedSVD(n_components=k, algorithm="randomized", n_iter=7, random_state=seed).fit_transform(X)
+    return normalize(Z, "l2")
+
+
+def explained_variance(X: np.ndarray, max_components: int, seed: int) -> np.ndarray:
+    """Cumulative share of the variance explained by the first 1..k principal components (the elbow)."""
+    k = int(min(max_components, X.shape[0] - 1, X.shape[1]))
+    model = PCA(n_components=k, svd_solver="full" if max(X.shape) <= 5000 else "randomized", random_state=seed)
+    return np.cumsum(model.fit(X).explained_variance_ratio_)
+
+
 def reduce(X: np.ndarray, how: str, p, seed: int, n_jobs: int = 1) -> np.ndarray:
     """`p`: the cluster params section (fkstudy.evaluate.params.ClusterParams)."""
     if how == "none":
         return X
     if how == "pca":
         return pca(X, p.pca_components, seed)
+    if how == "lsa":
+        return lsa(X, p.lsa_components, seed)
     if how == "tsne":
         return tsne(X, p.tsne_perplexity, p.tsne_pca_components, seed, n_jobs, p.tsne_metric, p.tsne_init)
     raise ValueError(f"unknown reduction {how!r}")
@@ -103,7 +123,7 @@ def matched_accuracy(labels: np.ndarray, clusters: np.ndarray) -> float:
     return float(table[r, c].sum() / len(labels))
 
 
-SEED_FREE = ("none", "pca")  # full-SVD PCA does not depend on the seed: only KMeans' init varies
+SEED_FREE = ("none", "pca", "lsa")  # computed once (PCA, LSA with the base seed): only KMeans' init varies
 
 
 @dataclass
@@ -214,9 +234,26 @@ class ClusterResult:
         return title
 
 
-def summary_metrics(name: str, X: np.ndarray, ids, labels, draws: list[Draw], primary: str, meta: dict) -> ClusterResult:
-    """The metrics of one feature set: size, weights, centroid distance range and `summarize(draws)`."""
+def primary_of(p, set_name: str) -> str:
+    """The reduction reported as a set's `ari`: its own (`cluster.primary_by_set`) or the default."""
+    return p.primary_by_set.get(set_name, p.primary)
+
+
+def variance_summary(cumulative: np.ndarray) -> dict:
+    """Explained variance at 2 / 10 / 50 components and the components needed for 90 % (the seed's elbow)."""
+    out = {f"pca_variance_{k}": round(float(cumulative[min(k, len(cumulative)) - 1]), 4) for k in (2, 10, 50)}
+    reach = np.flatnonzero(cumulative >= 0.9)
+    out["pca_components_for_90"] = int(reach[0] + 1) if len(reach) else None
+    return out
+
+
+def summary_metrics(name: str, X: np.ndarray, ids, labels, draws: list[Draw], primary: str, meta: dict,
+                    cumulative_variance: np.ndarray | None = None) -> ClusterResult:
+    """The metrics of one feature set: size, weights, centroid distance range, `summarize(draws)` and the
+    PCA explained variance."""
     summary = summarize(draws, primary)
+    if cumulative_variance is not None:
+        summary.update(variance_summary(cumulative_variance))
     distances = centroid_distances(X, labels)
     off_diag = distances.to_numpy()[~np.eye(len(distances), dtype=bool)]
     metrics = {"set": name, "n": int(len(ids)), "dim": int(X.shape[1]), "weights": meta.get("weights", "n/a"),
@@ -225,10 +262,10 @@ def summary_metrics(name: str, X: np.ndarray, ids, labels, draws: list[Draw], pr
     return ClusterResult(metrics, distances)
 
 
-def primary_map(X: np.ndarray, ids, labels, draws: list[Draw], p, seed: int):
+def primary_map(X: np.ndarray, ids, labels, draws: list[Draw], p, seed: int, primary: str):
     """(xy, ids, labels, draw) of the 2-D map shown: the first draw of the primary reduction — its t-SNE
     coordinates, or the first two principal components — on the rows that draw used."""
-    first = next(d for d in draws if d.reduction == p.primary)
+    first = next(d for d in draws if d.reduction == primary)
     xy = first.embedding if first.reduction == "tsne" else pca(normalize(X, p.normalize), 2, seed)
     if first.rows is not None:  # a t-SNE draw on a subsample (cluster.tsne_max_samples)
         ids, labels = np.asarray(ids)[first.rows], np.asarray(labels)[first.rows]

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..schema import Section
 
-Reduction = Literal["none", "pca", "tsne"]
+Reduction = Literal["none", "pca", "lsa", "tsne"]
 
 
 def _no_limit_or_at_least(v: int, low: int = 100) -> int:
@@ -18,8 +18,11 @@ def _no_limit_or_at_least(v: int, low: int = 100) -> int:
 
 class ClusterParams(Section):
     reductions: list[Reduction]           # each is computed and reported
-    primary: Reduction                    # the one reported as `ari`
+    primary: Reduction                    # the one reported as `ari`, unless the set has its own below
+    primary_by_set: dict[str, Reduction]  # e.g. {text_tfidf: lsa}: a set's own primary reduction (chosen on train+val)
     pca_components: int = Field(ge=2, le=1000)
+    lsa_components: int = Field(ge=2, le=1000)
+    variance_components: int = Field(ge=2, le=1000)   # PCA explained variance reported up to this many (the elbow)
     tsne_perplexity: float = Field(ge=2, le=200)
     tsne_pca_components: int = Field(ge=0, le=1000)
     tsne_metric: Literal["euclidean", "cosine"]
@@ -34,3 +37,11 @@ class ClusterParams(Section):
     @classmethod
     def check_limit(cls, v: int) -> int:
         return _no_limit_or_at_least(v)
+
+    @model_validator(mode="after")
+    def primary_is_computed(self):
+        wanted = {"primary": self.primary, **{f"primary_by_set.{k}": v for k, v in self.primary_by_set.items()}}
+        missing = {k: v for k, v in wanted.items() if v not in self.reductions}
+        if missing:
+            raise ValueError(f"{missing} not among cluster.reductions {self.reductions}")
+        return self

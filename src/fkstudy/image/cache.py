@@ -48,3 +48,18 @@ def load_image_cache(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, d
         raise FeatureFileError(f"{path}: the image cache holds no usable image (shape {images.shape}); "
                                f"re-run prep_images and see reports/prep_images_failures.csv")
     return images, ids, meta
+
+
+def resized(images: np.ndarray, size: int) -> np.ndarray:
+    """The cached squares at a model's input `size` (the cache is made at the largest size a model takes):
+    area interpolation to shrink, cubic to enlarge; the same array when the size already matches."""
+    if images.shape[1:3] == (size, size):
+        return images
+    import cv2
+
+    shrink = size < images.shape[1]
+    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
+    out = np.empty((len(images), size, size, 3), np.uint8)
+    for i, img in enumerate(images):
+        out[i] = cv2.resize(img, (size, size), interpolation=interpolation)
+    return out

@@ -73,6 +73,21 @@ def count_params(model) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
+PRECISIONS = ("float32", "bfloat16")
+
+
+def autocast(precision: str):
+    """The context a torch model runs in: bfloat16 autocast on the CPU (oneDNN, AMX where the CPU has it)
+    or nothing for float32."""
+    import contextlib
+
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bfloat16" else contextlib.nullcontext()
+
+
 def set_tf_threads(n_jobs: int) -> None:
     """TF intra/inter-op threads; only effective before TF runs its first op in this process."""
     from ..frameworks import tensorflow

@@ -6,7 +6,7 @@ from .. import files, paths
 from ..data.catalog import load_catalog
 from ..data.splits import split_ids
 from ..registry import Context
-from .cache import load_image_cache
+from .cache import load_image_cache, resized
 from .registry import IMAGE
 from .weights import WeightsPolicy
 
@@ -23,9 +23,11 @@ def extract_representation(name: str, kind: str, method_params, params, timings:
     catalog = load_catalog(paths.CATALOG, features={paths.IMAGE_CACHE: ids})
     ctx = Context(ids=ids.tolist(), fit_ids=split_ids(catalog, "train"), seed=params.seed, n_jobs=params.n_jobs,
                   weights=WeightsPolicy.from_params(params.pretrained) if kind == "deep" else None, timings=timings)
-    X, info = entry.load()(images, method_params, ctx)
+    size = getattr(method_params, "input_size", None)
+    X, info = entry.load()(images if size is None else resized(images, size), method_params, ctx)
     meta = {"extractor": name, "params": method_params.model_dump(), "seed": params.seed, "weights": "none",
-            "image_cache": {k: cache_meta.get(k) for k in ("size", "aspect", "jpeg_draft")}, **info}
+            "image_cache": {k: cache_meta.get(k) for k in ("size", "aspect", "jpeg_draft")},
+            "input_size": int(size or cache_meta.get("size")), **info}
     files.save_features(paths.features("image", name), X, ids, meta)
     metrics = {"dim": int(X.shape[1]), "n_images": int(X.shape[0]),
                **{k: v for k, v in info.items() if isinstance(v, (bool, int, float, str))}}

@@ -7,12 +7,13 @@ fkstudy.image.weights plus the extractor's settings. TensorFlow is imported insi
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Callable
 
 import numpy as np
 
 from ..frameworks import tensorflow
-from .deep import check_images, set_tf_threads, timed_extract
+from .deep import PRECISIONS, check_images, set_tf_threads, timed_extract
 from .registry import IMAGE, weight_spec
 from .weights import WeightsPolicy, load_with_fallback
 
@@ -45,9 +46,31 @@ def build_keras(method: str, image_size: tuple[int, int], weights: str | None, v
     return ctor(weights=weights, include_top=False, input_shape=shape, pooling="avg")
 
 
+@contextmanager
+def compute_precision(precision: str):
+    """Keras layers built in this block compute in `precision`: "bfloat16" is Keras' mixed_bfloat16 policy
+    (float32 weights, bfloat16 matmuls / convolutions through oneDNN, AMX where the CPU has it)."""
+    tensorflow()
+    import keras
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
 def load_keras(method: str, image_size: tuple[int, int], policy: WeightsPolicy, variant: str = "gap",
-               seed: int = 0):
-    """(model, weights record) following the weights resolution order."""
+               seed: int = 0, precision: str = "float32"):
+    """(model, weights record) following the weights resolution order, computing in `precision`."""
+    with compute_precision(precision):
+        return _load_keras(method, image_size, policy, variant, seed)
+
+
+def _load_keras(method: str, image_size: tuple[int, int], policy: WeightsPolicy, variant: str, seed: int):
     tensorflow()
     import keras
 
@@ -74,25 +97,28 @@ def keras_preprocess(method: str) -> Callable[[np.ndarray], np.ndarray]:
 
 def extract_keras(method: str, images: np.ndarray, *, batch_size: int = 32, variant: str = "gap",
                   policy: WeightsPolicy = WeightsPolicy(), n_jobs: int = 1, seed: int = 0,
-                  timings: dict | None = None) -> tuple[np.ndarray, dict]:
-    """Features of a keras.applications backbone, `preprocess_input` applied per batch."""
+                  timings: dict | None = None, precision: str = "float32") -> tuple[np.ndarray, dict]:
+    """Features of a keras.applications backbone, `preprocess_input` applied per batch (float32 features
+    whatever the compute precision)."""
     _applications(method)
     check_images(images)
     set_tf_threads(n_jobs)
     prep = keras_preprocess(method)
     X, rec = timed_extract(
-        images, batch_size, lambda: load_keras(method, tuple(images.shape[1:3]), policy, variant, seed),
-        lambda model: lambda b: model.predict_on_batch(prep(b.astype(np.float32))), timings)
+        images, batch_size,
+        lambda: load_keras(method, tuple(images.shape[1:3]), policy, variant, seed, precision),
+        lambda model: lambda b: np.asarray(model.predict_on_batch(prep(b.astype(np.float32))), np.float32), timings)
     rec.update({"extractor": method, "framework": "keras", "variant": variant, "dim": int(X.shape[1]),
                 "batch_size": batch_size, "preprocess": f"keras.applications.{_applications(method)[1]}"
-                ".preprocess_input"})
+                ".preprocess_input", "precision": precision})
     return X, rec
 
 
 def _run(method: str):
     def run(images: np.ndarray, p, ctx) -> tuple[np.ndarray, dict]:
         return extract_keras(method, images, batch_size=p.batch_size, variant=getattr(p, "variant", "gap"),
-                             policy=ctx.weights, n_jobs=ctx.n_jobs, seed=ctx.seed, timings=ctx.timings)
+                             policy=ctx.weights, n_jobs=ctx.n_jobs, seed=ctx.seed, timings=ctx.timings,
+                             precision=p.precision)
     run.__name__ = method
     return run
 

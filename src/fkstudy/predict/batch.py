@@ -103,7 +103,8 @@ def predict_products(predictor, products: Products, top_k: int = 3, batch_size: 
     frame, n = products.frame, len(products.frame)
     k = min(top_k, len(predictor.bundle.classes))
     cols = output_columns(k)
-    out = pd.DataFrame({c: [np.nan] * n if c.startswith("probability_") else [""] * n for c in cols})
+    out = pd.DataFrame({c: [np.nan] * n if c.startswith("probability_") else [False] * n if c == "confident"
+                        else [""] * n for c in cols}).astype({c: object for c in cols if not c.startswith("probability_")})
     out[ERROR_COLUMN] = products.errors
     todo = np.flatnonzero(np.asarray(products.errors) == "")
     with tqdm(total=n, unit="product", desc="predict", file=sys.stderr, disable=not progress,
@@ -117,6 +118,7 @@ def predict_products(predictor, products: Products, top_k: int = 3, batch_size: 
     for c in cols:
         if c.startswith("probability_"):
             out[c] = pd.to_numeric(out[c])
+    out["confident"] = out["confident"].astype(bool)
     head = pd.DataFrame({"line": products.lines})
     if products.has_id:
         head["id"] = frame["id"].to_numpy()

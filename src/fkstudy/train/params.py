@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from ..image.registry import IMAGE
 from ..schema import Section
 from ..text.registry import TEXT
-from .heads import HeadParams
+from .head_registry import HeadParams
 
 
 class HeadLayers(Section):
@@ -74,6 +74,11 @@ class TextClassifierParams(CVParams):
     head: HeadParams
 
 
+class CalibrationParams(Section):
+    target_accuracy: float = Field(gt=0.0, le=1.0)   # the answer threshold is the lowest reaching it out of fold
+    bins: int = Field(ge=2, le=100)                  # reliability diagram / ECE bins
+
+
 class FusionParams(CVParams):
     text_set: Literal[TEXT.names()]
     image_set: Literal[IMAGE.names("deep")]         # a REAL representation: random-init files are refused
@@ -81,6 +86,7 @@ class FusionParams(CVParams):
     text_weights: list[Annotated[float, Field(ge=0.0, le=1.0)]]   # w of P_text; 0 and 1 (each modality alone) always compete
     select_by: Literal["cv", "val"]
     head: HeadParams
+    calibration: CalibrationParams
 
 
 class RegisterParams(Section):
