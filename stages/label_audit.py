@@ -43,7 +43,7 @@ def main() -> None:
         "fusion_test_accuracy": accuracy["test_accuracy"],
         "fusion_test_accuracy_unflagged": accuracy["test_accuracy_unflagged"],
         "fusion_test_errors": accuracy["test_errors"], "fusion_test_errors_flagged": accuracy["test_errors_flagged"],
-        "test_flagged": accuracy["test_flagged"]}))
+        "examples": int(min(p.examples, len(issues)))}))
     stage.write_timings("label_audit")
 
     images, img_ids, _ = load_image_cache(paths.IMAGE_CACHE)

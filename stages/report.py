@@ -1,4 +1,5 @@
-"""Stage report: summary table, comparison charts, the study report (HTML + Markdown twin), README results table."""
+"""Stage report: summary table, comparison charts, the study report (HTML + Markdown twin), README results and
+targets tables."""
 import _bootstrap  # noqa: F401
 from pathlib import Path
 
@@ -30,8 +31,11 @@ def main() -> None:
              sum(isinstance(b, document.Figure) for b in blocks))
 
     readme = Path("README.md")
-    files.write_text(readme, replace_between_markers(readme.read_text(encoding="utf-8"), markdown_table(table),
-                                                     "<!-- results:begin -->", "<!-- results:end -->"))
+    text = replace_between_markers(readme.read_text(encoding="utf-8"), markdown_table(table),
+                                   "<!-- results:begin -->", "<!-- results:end -->")
+    text = replace_between_markers(text, study.targets_markdown(metrics, table),
+                                   "<!-- targets:begin -->", "<!-- targets:end -->")
+    files.write_text(readme, text)
     files.write_json(paths.metrics("report"), study.report_summary(metrics, table, train, blocks))
 
 

@@ -17,7 +17,7 @@ import yaml
 from PIL import Image
 
 from fkstudy.image.registry import IMAGE
-from fkstudy.report import document, study
+from fkstudy.report import conclusion, document, reference, study
 from fkstudy.report.render import ChromiumNotFound, screenshot
 from fkstudy.report.summary import (SUMMARY_COLUMNS, cluster_table, load_tree, markdown_table, replace_between_markers,
                                     train_table)
@@ -49,7 +49,8 @@ def test_sections_follow_the_narrative_in_both_renderings(full):
     assert [b.text for b in blocks if isinstance(b, document.Heading) and b.level == 2] == study.SECTIONS
     assert re.findall(r"<h2 [^>]*>([^<]+)</h2>", html) == study.SECTIONS
     assert re.findall(r"^## (.+)$", md, flags=re.M) == study.SECTIONS
-    for sub in ("4.1 bow", "4.3 bert", "5.1 classical", "5.3 clip", "7.2 Transfer learning", "7.4 Zero-shot CLIP"):
+    for sub in ("4.1 bow", "4.3 bert", "5.1 classical", "5.3 clip", "7.2 Transfer learning", "7.4 Zero-shot CLIP",
+                "9.1 Calibration", "9.2 Fusion vs the best single modality"):
         assert sub in html and sub in md
 
 
@@ -89,13 +90,20 @@ def test_random_init_rows_are_marked(full):
 
 def test_targets_met_and_not_met_from_the_numbers(full):
     _, metrics, table, _ = _build(full)
-    got = {t["what"]: (t["value"], t["met"]) for t in study.targets(metrics, table)}
-    assert got["clustering ARI, text_bert"] == (0.70, True)
-    assert got["clustering ARI, text_tfidf"] == (0.60, False)
-    assert got["clustering ARI, text_use"] == (None, None)  # its stage did not run: not counted
-    assert got["clustering ARI, best pretrained image representation"] == (0.50, False)  # clip is random-init
-    assert got["text classifier macro-F1 (best set)"] == (0.95, False)
-    assert got["text + image fusion test accuracy (selected on train+val)"] == (0.96, False)
+    got = {t["id"]: (t["value"], t["source"], t["met"]) for t in study.targets(metrics, table)}
+    assert list(got) == [t.id for t in reference.TARGETS]
+    assert got["ari_bert_family"] == (0.70, "text_bert", False)  # no text_mpnet here; target 0.75
+    assert got["ari_tfidf"] == (0.60, "text_tfidf", False)
+    assert got["ari_use"] == (None, None, None)  # its stage did not run: not counted
+    assert got["ari_vgg16"] == (0.50, "image_vgg16", False)
+    assert got["ari_best_image"] == (0.50, "image_vgg16", False)  # clip is random-init: never counts
+    assert got["text_macro_f1"] == (0.95, "text classifier bert", False)
+    assert got["image_accuracy"] == (0.88, "train vgg16_augmented", True)  # mobilenetv3small (random-init) never
+    assert got["fusion_accuracy"] == (0.96, "fusion average_proba@0.6", True)
+    assert got["name_only_accuracy"][::2] == (0.91, False)
+    assert got["calibration_ece"][::2] == (0.024, True)  # lower is better: 0.024 <= 0.03
+    assert got["accuracy_at_80"][::2] == (0.993, True)
+    assert got["ari_classical"] == (0.07, "image_classical", False)
     html, _, _ = _render(full)
     targets_html = html[html.index('id="targets"'):]
     assert '<td class="met">✓ met</td>' in targets_html and '<td class="miss">✗ not met</td>' in targets_html
@@ -105,7 +113,7 @@ def test_targets_met_and_not_met_from_the_numbers(full):
 def test_conclusion_changes_with_the_metrics(full):
     before = study.findings(*_build(full)[1:])
     assert "96.0% of the held-out products" in before["verdict"]
-    assert "1 of 6 measured targets are met" in before["verdict"]
+    assert "4 of 11 measured targets are met" in before["verdict"]
     assert "+0.020 (vgg16)" in before["augmentation"]
     assert "0.836 ± 0.003" in before["supervised"] and "seed study 0.802 ± 0.007" in before["supervised"]
     assert "no CLIP weights obtainable offline" in before["zero_shot"]
@@ -115,7 +123,7 @@ def test_conclusion_changes_with_the_metrics(full):
     path.write_text(json.dumps(m))
     after = study.findings(*_build(full)[1:])
     assert "99.0% of the held-out products" in after["verdict"]
-    assert "2 of 6 measured targets are met" in after["verdict"]
+    assert "5 of 11 measured targets are met" in after["verdict"]
     assert "text classifier (bert) reaches test accuracy 0.990 and macro-F1 0.985" in after["supervised"]
 
 
@@ -160,11 +168,15 @@ def test_backbone_comparison_table(full):
 def test_absent_optional_stages_are_noted_not_fatal(tmp_path):
     root = make_study(tmp_path / "study", optional=False)
     html, md, blocks = _render(root)
-    for what in ("transfer learning", "Grad-CAM", "zero-shot classification", "multi-seed training"):
+    for what in ("transfer learning", "Grad-CAM", "zero-shot classification", "multi-seed training", "label audit"):
         assert f"Not run: {what}" in md
         assert f'<p class="note">Not run: {what}' in html
     assert [b.text for b in blocks if isinstance(b, document.Heading) and b.level == 2] == study.SECTIONS
     assert "| n/a |" in md  # extraction times without timings files
+    # the product manager's answer says in one line each what is missing
+    assert "**Name only**: not measured (stage `register` has not written `name_only_test_accuracy`)." in md
+    assert "**Label audit**: not run (stage `label_audit` has not written its metrics)." in md
+    assert "not registered yet" in md
 
 
 def test_missing_figure_is_a_visible_note(full):
@@ -187,7 +199,7 @@ def test_readme_table_keeps_its_compact_format(full):
     md = markdown_table(table)
     lines = md.strip().splitlines()
     assert lines[0] == "| " + " | ".join(SUMMARY_COLUMNS) + " |" and len(lines) == 2 + len(table)
-    assert "| text_bert | pretrained | 0.700 ± 0.010 (tsne) | 0.500 | 0.600 / 0.580 / 0.700 | 0.400 | 0.65 ✓ |" in md
+    assert "| text_bert | pretrained | 0.700 ± 0.010 (tsne) | 0.500 | 0.600 / 0.580 / 0.700 | 0.400 | 0.75 ✗ |" in md
     assert "| image_clip | **random-init** (not comparable) |" in md
     readme = "intro\n<!-- results:begin -->\nold\n<!-- results:end -->\nrest\n"
     out = replace_between_markers(readme, md, "<!-- results:begin -->", "<!-- results:end -->")
@@ -230,6 +242,15 @@ def test_dvc_stage_depends_on_everything_the_report_reads():
     assert {f"metrics/{e}" for e in study.METRICS_READ} <= deps
     assert {f"reports/timings/{e}" for e in study.TIMINGS_READ} <= deps
     assert {f"plots/{e}" for e in study.PLOTS_READ if not e.startswith("report/")} <= deps  # report/: its own outs
+    assert {f"reports/{e}" for e in study.REPORTS_READ} <= deps
+    # the evidence files the report reads lie under what it declares
+    from fkstudy import paths
+    from fkstudy.report import evidence
+
+    assert paths.LABEL_ISSUES in {f"reports/{e}" for e in study.REPORTS_READ}
+    for rel in (evidence.FUSION_PREDICTIONS, evidence.LABEL_PAIRS, evidence.LABEL_EXAMPLES,
+                "plots/text_classifier/bert/confusion.csv", "plots/train/vgg16_base/confusion.csv"):
+        assert any(rel.startswith(f"plots/{e}/") for e in study.PLOTS_READ), rel
     outs = {next(iter(o)) if isinstance(o, dict) else o for o in stages["report"]["outs"] + stages["report"]["plots"]}
     assert {"reports/study_report.html", "reports/study_report.md", "plots/report/backbones.png"} <= outs
     shot = stages["report_screenshot"]
@@ -254,4 +275,185 @@ def test_report_stage_copy_of_fixture_plots_is_complete(full):
     assert all(any(p == f"plots/{e}" or p.startswith(f"plots/{e}/") for e in study.PLOTS_READ) for p in shown)
     shutil.rmtree(full / "plots")
     html, _, _ = _render(full)
-    assert "<img " not in html and html.count("not produced") == len(shown)
+    # + the label audit's pairs table (plots/label_audit/pairs.csv)
+    assert "<img " not in html and html.count("not produced") == len(shown) + 1
+
+
+# ---------------------------------------------------------------- targets, the product manager's answer,
+# calibration, McNemar, bootstrap intervals, label audit
+
+def _edit(path: Path, **changes) -> None:
+    """Update a metrics file; a change to None removes the key."""
+    m = json.loads(path.read_text())
+    for k, v in changes.items():
+        if v is None:
+            m.pop(k, None)
+        else:
+            m[k] = v
+    path.write_text(json.dumps(m))
+
+
+def _section(md: str, title: str) -> str:
+    start = md.index(f"## {title}")
+    end = md.find("\n## ", start + 1)
+    return md[start:] if end < 0 else md[start:end]
+
+
+def test_lower_is_better_targets_are_met_at_or_below_their_threshold(full):
+    from fkstudy.report.formatting import status
+
+    assert status(0.024, 0.03, lower_is_better=True) == "✓ met"
+    assert status(0.03, 0.03, lower_is_better=True) == "✓ met"
+    assert status(0.031, 0.03, lower_is_better=True) == "✗ not met"
+    assert status(0.031, 0.03) == "✓ met" and status(None, 0.03, True) == "not run"
+    _, metrics, table, _ = _build(full)
+    for ece, met in ((0.024, True), (0.03, True), (0.045, False)):
+        metrics["fusion"]["calibration"]["selected"]["test_ece"] = ece
+        got = {t["id"]: t for t in study.targets(metrics, table)}["calibration_ece"]
+        assert (got["value"], got["met"], got["lower_is_better"]) == (ece, met, True)
+    rows = {r[0]: r for r in conclusion.target_rows(study.targets(metrics, table))}
+    assert rows["calibration: test ECE of the selected model"][4:] == ["≤ 0.03", "✗ not met"]
+    assert rows["text + image fusion test accuracy"][1:] == ["0.960 (fusion average_proba@0.6)", "0.938", "0.924",
+                                                             "≥ 0.96", "✓ met"]
+    assert rows["registered model, name-only test accuracy"][2:4] == ["not measured", "none"]
+    assert rows["USE clustering ARI"][1].startswith("n/a: ") and rows["USE clustering ARI"][5] == "not run"
+
+
+def test_reference_targets_replace_the_older_constants():
+    assert reference.TARGET_TEXT_CLASSIFIER_MACRO_F1 == 0.96 and reference.TARGET_FUSION_TEST_ACCURACY == 0.96
+    assert reference.TARGET_ARI["text_bert"] == reference.TARGET_ARI["text_mpnet"] == 0.75
+    assert reference.TARGET_ARI["text_tfidf"] == 0.65 and reference.TARGET_ARI["image_vgg16"] == 0.65
+    t = reference.TARGET["calibration_ece"]
+    assert (t.target, t.lower_is_better, t.now) == (0.03, True, None)
+
+
+def test_bert_family_target_takes_the_best_family_member(full):
+    _, metrics, table, _ = _build(full)
+    table = pd.concat([table, table[table["set"] == "text_bert"].assign(set="text_mpnet", ari=0.76)])
+    got = {t["id"]: t for t in study.targets(metrics, table)}["ari_bert_family"]
+    assert (got["value"], got["source"], got["met"]) == (0.76, "text_mpnet", True)
+
+
+def test_product_manager_answer_is_computed_from_the_numbers(full):
+    from fkstudy.evaluate.bootstrap import intervals
+    from tests.report_fixtures import fusion_predictions
+
+    _, md, _ = _render(full)
+    answer = _section(md, "11. Conclusion")
+    assert answer.index("The answer, for a product manager") < answer.index("**Verdict.**")
+    _, stats = intervals([a for _, a, _ in fusion_predictions()], [p for _, _, p in fusion_predictions()])
+    _, low, high = stats["accuracy"]
+    assert (f"**Expected accuracy: 96.0 %** of products put in the right category (95 % bootstrap interval "
+            f"{100 * low:.1f}–{100 * high:.1f} % over 175 test products)") in answer
+    assert "registered model `flipkart-product-classifier` (alias `champion`)" in answer
+    assert "fusion `average_proba@0.6` of the bert text head and the vgg16 photo head" in answer
+    assert "right on 91.0 % of the same test products (macro-F1 0.905)" in answer
+    assert ("answer automatically when the top probability (temperature-scaled, T = 1.35) is ≥ 0.820: on test that "
+            "is 80.0 % of the products at 99.4 % accuracy; the rest (20.0 %) go to a human") in answer
+    assert ("Baby Care ↔ Home Furnishing: 4 mistakes (3 Baby Care products taken for Home Furnishing, 1 the other "
+            "way); Home Decor & Festive Needs ↔ Home Furnishing: 2 mistakes") in answer
+    assert "5 of 1050 catalogue products (0.5 %) look mislabelled" in answer
+    assert "right 97.1 % of the time vs 96.0 % on the official labels" in answer
+    _edit(full / "metrics/register.json", name_only_test_accuracy=0.935, name_only_failed=2)
+    _, md, _ = _render(full)
+    answer = _section(md, "11. Conclusion")
+    assert "right on 93.5 % of the same test products" in answer and "2 products without a usable name" in answer
+    assert "| registered model, name-only test accuracy | 0.935 (registered flipkart-product-classifier" in answer
+
+
+def test_calibration_and_mcnemar_in_the_fusion_section(full):
+    _, md, blocks = _render(full)
+    fusion = _section(md, "9. Fusion: text + image")
+    assert ("| selected fusion (average_proba@0.6) | 1.35 | 0.061 → 0.024 | 0.820 | 78.0 % | 80.0 % | 99.4 % | "
+            "99.3 % | 98.4 % | 96.0 % |") in fusion
+    assert "| text head alone (bert; a product without photo) | 1.60 | 0.080 → 0.041 |" in fusion
+    assert "test ECE 0.024 (target ≤ 0.03: ✓ met)" in fusion
+    assert any(isinstance(b, document.Figure) and b.path == "plots/fusion/calibration.png" for b in blocks)
+    assert ("only fusion right 6 / only text right 4, p = 0.754, so the difference is not significant at 5 %."
+            in fusion)
+    _edit(full / "metrics/fusion.json", fusion_vs_best_single={"single": "text", "only_a_right": 14,
+                                                               "only_b_right": 3, "p_value": 0.0127})
+    assert "p = 0.013, so the difference is significant at 5 %." in _render(full)[1]
+
+
+def test_calibration_and_mcnemar_absent_are_one_line_notes(full):
+    _edit(full / "metrics/fusion.json", calibration=None, fusion_vs_best_single=None)
+    html, md, _ = _render(full)
+    fusion = _section(md, "9. Fusion: text + image")
+    calib = fusion[fusion.index("### 9.1"):fusion.index("### 9.2")]
+    assert calib.strip().splitlines()[1:] == [
+        "", "> Not run: calibration (metrics/fusion.json has no `calibration`; re-run stage `fusion`)."]
+    assert "> Not run: McNemar test (metrics/fusion.json has no `fusion_vs_best_single`" in fusion
+    assert '<p class="note">Not run: calibration' in html
+    assert "**Confidence rule**: not calibrated (metrics/fusion.json has no `calibration`" in _section(
+        md, "11. Conclusion")
+    got = {t["id"]: t["met"] for t in study.targets(*_build(full)[1:3])}
+    assert got["calibration_ece"] is None and got["accuracy_at_80"] is None
+
+
+def test_bootstrap_intervals_beside_the_main_test_metrics(full):
+    _, md, _ = _render(full)
+    assert ("Best: **bert**, test accuracy 0.950, macro-F1 0.950 (95 % bootstrap intervals over 140 test products: "
+            "accuracy ") in md
+    assert "**vgg16_augmented**, test accuracy 0.880, macro-F1 0.870 (95 % bootstrap intervals over 175 test" in md
+    assert "test accuracy 0.960 (95 % bootstrap intervals over 175 test products: accuracy" in md
+    # predictions that do not reproduce the recorded number belong to another run: no interval
+    _edit(full / "metrics/text_classifier/bert.json", test_accuracy=0.97, macro_f1=0.97)
+    _, md, _ = _render(full)
+    assert "Best: **bert**, test accuracy 0.970, macro-F1 0.970 (target" in md
+
+
+def test_confused_pairs_count_both_directions():
+    from fkstudy.report.evidence import confused_pairs
+
+    actual = ["a", "a", "b", "c", "c", "c", "a"]
+    predicted = ["b", "b", "a", "a", "c", "b", "a"]
+    assert confused_pairs(actual, predicted) == [("a", "b", 2, 1), ("c", "a", 1, 0), ("c", "b", 1, 0)]
+    assert confused_pairs(["a"], ["a"]) == []
+
+
+def test_label_audit_section(full):
+    _, md, blocks = _render(full)
+    audit = _section(md, "10. Label audit")
+    assert "**5 suspected label errors** (0.5 %: train 1, val 1, test 3)" in audit
+    assert "| Baby Care | Home Furnishing | 2 |" in audit
+    assert "| 1 | Cotton Baby Bedsheet Set | test | Baby Care | Home Furnishing | 0.910 | 0.030 |" in audit
+    assert ("**0.960** on the official labels (7 mistakes) and **0.971** on the test products not flagged "
+            "(+1.1 points); 3 test products are flagged, 2 of the model's mistakes are among them") in audit
+    assert any(isinstance(b, document.Figure) and b.path == "plots/label_audit/examples.png" for b in blocks)
+    (full / "metrics/label_audit.json").unlink()
+    _, md, _ = _render(full)
+    assert _section(md, "10. Label audit").strip().splitlines()[1:] == [
+        "", "> Not run: label audit (stage `label_audit` has not written its metrics)."]
+
+
+def test_readme_targets_between_their_markers(full):
+    _, metrics, table, _ = _build(full)
+    md = study.targets_markdown(metrics, table)
+    lines = md.strip().splitlines()
+    assert lines[0] == "| " + " | ".join(conclusion.TARGET_COLUMNS) + " |" and len(lines) == 2 + len(reference.TARGETS)
+    assert "| calibration: test ECE of the selected model | 0.024 (fusion average_proba@0.6, temperature-scaled) | " \
+           "not measured | none | ≤ 0.03 | ✓ met |" in md
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    i = readme.index("<!-- results:end -->")
+    assert readme[i:].startswith("<!-- results:end -->\n\nTargets (generated by the report stage from metrics/):\n"
+                                 "<!-- targets:begin -->\n")
+    assert readme.index("<!-- targets:begin -->") < readme.index("<!-- targets:end -->")
+    out = replace_between_markers(readme, md, "<!-- targets:begin -->", "<!-- targets:end -->")
+    assert md in out and out.count("<!-- targets:end -->") == 1
+
+
+def test_product_manager_answer_edge_cases(full):
+    from fkstudy.report.evidence import Evidence
+
+    _, metrics, _, _ = _build(full)
+    metrics["fusion"]["calibration"]["selected"].update(test_coverage_at_threshold=0.0,
+                                                        test_accuracy_at_threshold=float("nan"))
+    metrics["fusion"].update(fusion_selected="text", fusion_mode="text")
+    said = conclusion.answer(metrics, Evidence())
+    assert "the text head alone (bert): no fusion beat it" in said[0]
+    assert "The registered version serves `average_proba@0.6`" in said[0]  # register predates the selection
+    assert "(on 175 test products; no per-product predictions to bootstrap an interval from)" in said[1]
+    assert "no test product reaches it, so every product goes to a human" in said[3]
+    assert said[4] == "**Most confused categories**: not available (no test predictions of the selected fusion)."
+    assert conclusion.answer({}, Evidence())[0].startswith("No recommended model yet")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from . import reference as ref
-from .formatting import RANDOM_INIT, f3, missing, plus_minus
+from .formatting import RANDOM_INIT, f3, met, missing, plus_minus
 
 
 def group(metrics: dict, prefix: str) -> dict[str, dict]:
@@ -49,25 +49,63 @@ def augmentation_effect(train: pd.DataFrame) -> dict[str, float]:
             if (b, "base") in real.index and (b, "augmented") in real.index}
 
 
-def targets(metrics: dict, table: pd.DataFrame) -> list[dict]:
-    """Each target of the issues with the measured value (None when its stage has not run) and met / not met."""
-    out = []
-    by_set = table.set_index("set") if not table.empty else pd.DataFrame()
-    for s, thr in ref.TARGET_ARI.items():
-        v = by_set.loc[s, "ari"] if s in by_set.index else None
-        out.append(dict(what=f"clustering ARI, {s}", value=v, threshold=thr))
-    for label, sets, thr in ref.GROUP_AIM_ARI:
-        cand = [by_set.loc[s, "ari"] for s in sets if s in by_set.index and by_set.loc[s, "weights"] != RANDOM_INIT]
-        out.append(dict(what=f"clustering ARI, {label}", value=max(cand) if cand else None, threshold=thr))
-    _, text = best_text(metrics)
-    out.append(dict(what="text classifier macro-F1 (best set)", value=(text or {}).get("macro_f1"),
-                    threshold=ref.TARGET_TEXT_CLASSIFIER_MACRO_F1))
+def _best(candidates: list[tuple]) -> tuple:
+    """(value, source) of the highest value among (value, source) pairs that have one, or (None, None)."""
+    have = [c for c in candidates if not missing(c[0])]
+    return max(have, key=lambda c: c[0]) if have else (None, None)
+
+
+def _image_only(metrics: dict) -> tuple:
+    """The best real-weights image-only test accuracy and what gave it: a transfer-learning run, a multi-seed
+    head (mean over seeds) or the fusion stage's image head."""
+    cand = [(m.get("test_accuracy"), f"train {k}") for k, m in group(metrics, "train/").items()
+            if m.get("weights") != RANDOM_INIT]
+    cand += [(m.get("test_accuracy"), f"multiseed {k}, mean of {m.get('n_seeds', '?')} seeds")
+             for k, m in group(metrics, "multiseed/").items() if m.get("weights") != RANDOM_INIT]
     fu = metrics.get("fusion") or {}
-    out.append(dict(what="text + image fusion test accuracy (selected on train+val)",
-                    value=fu.get("fusion_test_accuracy"),
-                    threshold=ref.TARGET_FUSION_TEST_ACCURACY))
-    for t in out:
-        t["met"] = None if missing(t["value"]) else bool(t["value"] >= t["threshold"])
+    if fu.get("image_weights") != RANDOM_INIT:
+        cand.append((fu.get("image_test_accuracy"), f"fusion image head ({fu.get('image_set', '?')})"))
+    return _best(cand)
+
+
+def measure(target: ref.Target, metrics: dict, table: pd.DataFrame) -> tuple:
+    """(measured value, which set / model gave it) of one reference.TARGETS row; (None, None) when the stage
+    that measures it has not written the number. Random-init sets and models never count."""
+    real = table[table["weights"] != RANDOM_INIT].set_index("set") if not table.empty else pd.DataFrame()
+    if target.measure == "cluster":
+        return _best([(real.loc[s, "ari"], s) for s in target.sets if s in real.index])
+    if target.measure == "cluster_best":
+        return _best([(real.loc[s, "ari"], s) for s in real.index if s.startswith(target.key)])
+    if target.measure == "text_classifier":
+        return _best([(m.get(target.key), f"text classifier {k}")
+                      for k, m in group(metrics, "text_classifier/").items()])
+    if target.measure == "image_only":
+        return _image_only(metrics)
+    fu = metrics.get("fusion") or {}
+    if target.measure == "fusion":
+        return fu.get(target.key), f"fusion {fu.get('fusion_selected', '?')}"
+    if target.measure == "calibration":
+        cal = (fu.get("calibration") or {}).get("selected") or {}
+        return cal.get(target.key), f"fusion {fu.get('fusion_selected', '?')}, temperature-scaled"
+    if target.measure == "register":
+        reg = metrics.get("register") or {}
+        return reg.get(target.key), f"registered {reg.get('model_name', '?')}, {reg.get('selected', '?')}"
+    raise ValueError(f"target {target.id}: unknown measure {target.measure!r}")
+
+
+def targets(metrics: dict, table: pd.DataFrame) -> list[dict]:
+    """Every reference.TARGETS row, in order, with the measured value (None when its stage has not written it),
+    which set / model gave it (`source`) and met / not met (`met`: None when not measured; a lower-is-better
+    target is met at or below its threshold)."""
+    out = []
+    for t in ref.TARGETS:
+        value, source = measure(t, metrics, table)
+        value = None if missing(value) else float(value)
+        out.append(dict(id=t.id, what=t.label, how=t.how, measure=t.measure, sets=t.sets, value=value,
+                        source=source if value is not None else None, now=t.now, public=t.public,
+                        public_note=t.public_note, threshold=t.target, lower_is_better=t.lower_is_better,
+                        earlier=t.earlier,
+                        met=None if value is None else met(value, t.target, t.lower_is_better)))
     return out
 
 
@@ -121,8 +159,8 @@ def _verdict(metrics: dict, table: pd.DataFrame, train: pd.DataFrame) -> str:
     if accs:
         verdict += (f"Automatic classification is feasible: the best supervised model classifies "
                     f"{max(accs):.1%} of the held-out products correctly. ")
-    met = sum(t["met"] for t in done)
-    return verdict + f"{met} of {len(done)} measured targets are met (see Targets, section 10)."
+    return verdict + (f"{sum(t['met'] for t in done)} of {len(done)} measured targets are met (see Targets in the "
+                      "conclusion).")
 
 
 def findings(metrics: dict, table: pd.DataFrame, train: pd.DataFrame) -> dict[str, str]:

@@ -29,7 +29,17 @@ def count(v) -> str:
     return "n/a" if missing(v) else f"{int(v):,}"
 
 
-def status(value, threshold) -> str:
+def met(value, threshold, lower_is_better: bool = False) -> bool:
+    """Whether a measured value reaches its target: at least the threshold, or at most it when lower is better."""
+    return bool(value <= threshold) if lower_is_better else bool(value >= threshold)
+
+
+def status(value, threshold, lower_is_better: bool = False) -> str:
     if missing(value):
         return "not run"
-    return "✓ met" if value >= threshold else "✗ not met"
+    return "✓ met" if met(value, threshold, lower_is_better) else "✗ not met"
+
+
+def pct(v, digits: int = 1) -> str:
+    """A share as a percentage: 0.9381 -> "93.8 %"."""
+    return "n/a" if missing(v) else f"{100 * v:.{digits}f} %"

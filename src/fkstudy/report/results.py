@@ -1,5 +1,7 @@
-"""The report's last sections as document blocks: supervised classification (text classifiers, transfer
-learning, Grad-CAM, zero-shot CLIP), multi-seed stability, text + image fusion and the conclusion.
+"""The report's supervised sections as document blocks: supervised classification (text classifiers, transfer
+learning, Grad-CAM, zero-shot CLIP), multi-seed stability, text + image fusion (with its calibration and the
+McNemar test against the best single modality). Test metrics of the best models carry their bootstrap
+interval (evidence.Evidence) when their per-product predictions are available.
 
 Each section function returns its body; study.build puts the section heading in front.
 """
@@ -10,6 +12,7 @@ import pandas as pd
 from ..evaluate.metrics import class_key  # the key metrics/fusion.json uses per class
 from . import reference as ref
 from .document import Block, Heading, Para, Table
+from .evidence import Evidence
 from .findings import (
     augmentation_effect,
     best_text,
@@ -17,23 +20,30 @@ from .findings import (
     fusion_modes,
     group,
     selected_fusion,
-    targets,
 )
-from .formatting import RANDOM_INIT, count, f3, missing, plus_minus, secs, status
+from .formatting import RANDOM_INIT, count, f3, missing, pct, plus_minus, secs, status
 from .sections import Figures, not_run, warn_random_init
 from .summary import seconds, weights_label
 
 
-def supervised(metrics: dict, timings: dict, train: pd.DataFrame, fig: Figures) -> list[Block]:
+def _intervals(ev: Evidence, model: str) -> str:
+    """The bootstrap intervals of a model's test accuracy and macro-F1 as " (95 % bootstrap intervals …)", or
+    "" without reproducible predictions."""
+    parts = [f"{name} {iv.low:.3f}–{iv.high:.3f}"
+             for stat, name in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")) if (iv := ev.interval(model, stat))]
+    return f" (95 % bootstrap intervals over {ev.interval(model).n} test products: {', '.join(parts)})" if parts else ""
+
+
+def supervised(metrics: dict, timings: dict, train: pd.DataFrame, fig: Figures, ev: Evidence) -> list[Block]:
     return ([Para("Every model is fitted on the train split, selected on validation, and scored once on the "
                   "held-out test split."),
-             Heading("7.1 Text classifiers", 3)] + _text_classifiers(metrics, timings, fig)
-            + [Heading("7.2 Transfer learning: backbone comparison", 3)] + _transfer(metrics, train, fig)
+             Heading("7.1 Text classifiers", 3)] + _text_classifiers(metrics, timings, fig, ev)
+            + [Heading("7.2 Transfer learning: backbone comparison", 3)] + _transfer(metrics, train, fig, ev)
             + [Heading("7.3 Grad-CAM: where the model looks", 3)] + _gradcam(metrics, fig)
             + [Heading("7.4 Zero-shot CLIP", 3)] + _zero_shot(metrics))
 
 
-def _text_classifiers(metrics: dict, timings: dict, fig: Figures) -> list[Block]:
+def _text_classifiers(metrics: dict, timings: dict, fig: Figures, ev: Evidence) -> list[Block]:
     text = group(metrics, "text_classifier/")
     if not text:
         return [not_run("text classifiers", "text_classifier")]
@@ -45,14 +55,15 @@ def _text_classifiers(metrics: dict, timings: dict, fig: Figures) -> list[Block]
                     f"{f3(m.get('cv_macro_f1'))} ± {f3(m.get('cv_macro_f1_std'))}",
                     secs(seconds(timings.get(f"text_classifier/{k}"), "seconds", "fit_seconds"))]
                    for k, m in sorted(text.items(), key=lambda kv: -kv[1].get("macro_f1", 0))]),
-            Para(f"Best: **{best}**, macro-F1 {f3(scores.get('macro_f1'))} (target "
+            Para(f"Best: **{best}**, test accuracy {f3(scores.get('test_accuracy'))}, macro-F1 "
+                 f"{f3(scores.get('macro_f1'))}{_intervals(ev, 'text')} (target "
                  f"{ref.TARGET_TEXT_CLASSIFIER_MACRO_F1:.2f}: "
                  f"{status(scores.get('macro_f1'), ref.TARGET_TEXT_CLASSIFIER_MACRO_F1)})."),
             fig(f"plots/text_classifier/{best}/confusion.png", f"text classifier ({best}): confusion matrix"),
             fig(f"plots/text_classifier/{best}/per_class_f1.png", f"text classifier ({best}): per-class F1")]
 
 
-def _transfer(metrics: dict, train: pd.DataFrame, fig: Figures) -> list[Block]:
+def _transfer(metrics: dict, train: pd.DataFrame, fig: Figures, ev: Evidence) -> list[Block]:
     if train.empty:
         return [not_run("transfer learning", "train")]
     out: list[Block] = [Para("Frozen ImageNet backbone + dense head (Dense(1024, ReLU) → Dropout → softmax), early "
@@ -82,7 +93,7 @@ def _transfer(metrics: dict, train: pd.DataFrame, fig: Figures) -> list[Block]:
     if best is not None:
         k = best["model"]
         out += [Para(f"Best model with real weights: **{k}**, test accuracy {best['test_accuracy']:.3f}, "
-                     f"macro-F1 {f3(best['macro_f1'])}."),
+                     f"macro-F1 {f3(best['macro_f1'])}{_intervals(ev, 'image')}."),
                 _per_class_table(metrics, k),
                 fig(f"plots/train/{k}/history.png", f"{k}: loss and accuracy per epoch"),
                 fig(f"plots/train/{k}/confusion.png", f"{k}: confusion matrix (test)"),
@@ -162,7 +173,7 @@ def multiseed(metrics: dict, fig: Figures) -> list[Block]:
     return out
 
 
-def fusion(metrics: dict, fig: Figures) -> list[Block]:
+def fusion(metrics: dict, fig: Figures, ev: Evidence) -> list[Block]:
     fu = metrics.get("fusion")
     if not fu:
         return [not_run("text + image fusion", "fusion")]
@@ -193,18 +204,56 @@ def fusion(metrics: dict, fig: Figures) -> list[Block]:
               rows)]
     if best:
         acc = fu["fusion_test_accuracy"]
-        out += [Para(f"Selected fusion (chosen on train+val, never on test): **{best}**, test accuracy {acc:.3f} "
-                     f"({fu.get('fusion_minus_best_single', float('nan')):+.3f} vs the best single modality); target "
-                     f"{ref.TARGET_FUSION_TEST_ACCURACY:.2f}: {status(acc, ref.TARGET_FUSION_TEST_ACCURACY)}."),
+        out += [Para(f"Selected fusion (chosen on train+val, never on test): **{best}**, test accuracy {acc:.3f}"
+                     f"{_intervals(ev, 'fusion')} ({fu.get('fusion_minus_best_single', float('nan')):+.3f} vs the "
+                     f"best single modality); target {ref.TARGET_FUSION_TEST_ACCURACY:.2f}: "
+                     f"{status(acc, ref.TARGET_FUSION_TEST_ACCURACY)}."),
                 fig("plots/fusion/fusion_confusion.png", f"fusion ({best}): confusion matrix")]
     out.append(fig("plots/fusion/per_class_f1.png", "per-class F1: text, image, fusion"))
-    return out
+    return (out + [Heading("9.1 Calibration: when to answer automatically", 3)] + calibration(fu, fig)
+            + [Heading("9.2 Fusion vs the best single modality", 3), mcnemar(fu)])
 
 
-def conclusion(said: dict[str, str], metrics: dict, table: pd.DataFrame) -> list[Block]:
-    """`said`: findings.findings(...), one paragraph each, then the targets table."""
-    return ([Para(text) for text in said.values()]
-            + [Heading("Targets", 3),
-               Table(["target", "measured", "threshold", "status"],
-                     [[t["what"], f3(t["value"]), f"≥ {t['threshold']:.2f}", status(t["value"], t["threshold"])]
-                      for t in targets(metrics, table)])])
+def calibration(fu: dict, fig: Figures) -> list[Block]:
+    """Temperature, ECE before / after, the answer threshold and accuracy at fixed coverages, for the selected
+    model and the text head alone (what a product without a photo gets); metrics/fusion.json `calibration`."""
+    cal = fu.get("calibration") or {}
+    if not cal.get("selected"):
+        return [Para("Not run: calibration (metrics/fusion.json has no `calibration`; re-run stage `fusion`).",
+                     "note")]
+    roles = {"selected": f"selected fusion ({fu.get('fusion_selected', '?')})",
+             "text": f"text head alone ({fu.get('text_set', '?')}; a product without photo)"}
+    rows = [[label, f3(c.get("temperature"), 2), f"{f3(c.get('test_ece_uncalibrated'))} → {f3(c.get('test_ece'))}",
+             f3(c.get("threshold")), pct(c.get("oof_coverage_at_threshold")), pct(c.get("test_coverage_at_threshold")),
+             pct(c.get("test_accuracy_at_threshold")),
+             *(pct(c.get(f"test_accuracy_at_{k}")) for k in (80, 90, 100))]
+            for role, label in roles.items() if (c := cal.get(role))]
+    sel = cal["selected"]
+    target = ref.TARGET["calibration_ece"]
+    return [Para("Temperature scaling fitted on out-of-fold train+val probabilities; the answer threshold is the "
+                 f"lowest top probability whose out-of-fold answers reach {pct(sel.get('target_accuracy'), 0)} "
+                 "accuracy; test is only scored with both. ECE: expected calibration error (lower is better)."),
+            Table(["model", "temperature", "test ECE before → after", "threshold", "coverage out of fold",
+                   "test coverage at threshold", "test accuracy at threshold", "accuracy at 80 % coverage",
+                   "at 90 %", "at 100 %"], rows),
+            Para(f"Selected model: answering when the top probability is ≥ {f3(sel.get('threshold'))} covers "
+                 f"{pct(sel.get('test_coverage_at_threshold'))} of the test products at "
+                 f"{pct(sel.get('test_accuracy_at_threshold'))} accuracy; test ECE {f3(sel.get('test_ece'))} (target "
+                 f"≤ {target.target:.2f}: {status(sel.get('test_ece'), target.target, target.lower_is_better)})."),
+            fig("plots/fusion/calibration.png", "calibration of the selected fusion (test): reliability before / "
+                "after temperature scaling, accuracy against coverage")]
+
+
+def mcnemar(fu: dict) -> Para:
+    """The McNemar line: selected fusion vs the single modality chosen by CV, on the same test products."""
+    pv = fu.get("fusion_vs_best_single") or {}
+    if "p_value" not in pv:
+        return Para("Not run: McNemar test (metrics/fusion.json has no `fusion_vs_best_single`; re-run stage "
+                    "`fusion`).", "note")
+    sel, single, p = fu.get("fusion_selected", "?"), pv.get("single", "?"), pv["p_value"]
+    if sel == single:
+        return Para(f"The selected model is {single} alone: nothing to compare (McNemar p = {f3(p)}).")
+    return Para(f"Fusion ({sel}) vs {single} alone (the single modality chosen by {fu.get('select_by', '?')}), "
+                f"McNemar's exact test on the same test products: only fusion right {pv.get('only_a_right', '?')} / "
+                f"only {single} right {pv.get('only_b_right', '?')}, p = {f3(p)}, so the difference is "
+                f"{'' if p < 0.05 else 'not '}significant at 5 %.")

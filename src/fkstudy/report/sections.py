@@ -220,8 +220,9 @@ def clustering(table: pd.DataFrame, fig: Figures) -> list[Block]:
                     fig(f"plots/cluster/{best['set']}/contingency.png", f"{best['set']}: clusters vs categories"),
                     fig(f"plots/cluster/{best['set']}/centroid_distances.png",
                         f"{best['set']}: distances between category centroids")]
-    aims = [t for t in targets({}, table) if t["what"].startswith("clustering ARI, best")]
+    aims = [t for t in targets({}, table) if t["measure"] == "cluster_best" or len(t["sets"]) > 1]  # group aims
     if aims:
-        out.append(Bullets([f"Aim: {t['what'][len('clustering ARI, '):]} ARI ≥ {t['threshold']:.2f}: "
-                            f"{f3(t['value'])}, {status(t['value'], t['threshold'])}" for t in aims]))
+        out.append(Bullets([f"Aim: {t['what']} ≥ {t['threshold']:.2f} ({t['how']}): {f3(t['value'])}"
+                            + (f" ({t['source']})" if t["source"] else "") + f", {status(t['value'], t['threshold'])}"
+                            for t in aims]))
     return out

@@ -2,13 +2,16 @@
 
 `build(...)` returns the report as document blocks in the seed study's narrative order (SECTIONS: data, text
 cleaning, each text representation, each image representation, clustering comparison, supervised results,
-multi-seed, fusion, conclusion); document.to_markdown / to_html render them. A stage that did not run shows
-a visible "not run" note instead of its section's numbers. Rows from random-init models are marked. The
-conclusion and the targets table are computed from the numbers (findings.py), never typed.
+multi-seed, fusion with its calibration, label audit, conclusion); document.to_markdown / to_html render
+them. A stage that did not run shows a visible "not run" note instead of its section's numbers. Rows from
+random-init models are marked. The conclusion (the answer for a product manager first) and the targets
+table are computed from the numbers (findings.py, conclusion.py), never typed.
 
-Modules: findings (numbers -> statements, targets, best models), sections (sections 1-6 and the shared
-section helpers), results (sections 7-10), document (block model, Markdown / HTML rendering), summary
-(loading metrics, the summary tables), reference (the seed study's numbers and the targets).
+Modules: findings (numbers -> statements, targets, best models), evidence (test predictions -> bootstrap
+intervals and confused categories; the label audit's tables), sections (sections 1-6 and the shared
+section helpers), results (sections 7-9), audit (section 10), conclusion (section 11 and the README
+targets table), document (block model, Markdown / HTML rendering), summary (loading metrics, the summary
+tables), reference (the seed study's numbers and the targets).
 """
 from __future__ import annotations
 
@@ -16,25 +19,29 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import results, sections
+from . import audit, conclusion, evidence, results, sections
+from .conclusion import targets_markdown
 from .document import Block, Figure, Heading
 from .findings import best_trained, findings, targets
 
-__all__ = ["TITLE", "SECTIONS", "METRICS_READ", "TIMINGS_READ", "PLOTS_READ", "build", "report_summary", "targets",
-           "best_trained", "findings"]
+__all__ = ["TITLE", "SECTIONS", "METRICS_READ", "TIMINGS_READ", "PLOTS_READ", "REPORTS_READ", "build",
+           "report_summary", "targets", "targets_markdown", "best_trained", "findings"]
 
 TITLE = "Product classification feasibility study — generated report"
 SECTIONS = ["1. Introduction", "2. Data overview", "3. Text cleaning", "4. Text representations",
             "5. Image representations", "6. Clustering comparison", "7. Supervised classification",
-            "8. Multi-seed stability", "9. Fusion: text + image", "10. Conclusion"]
+            "8. Multi-seed stability", "9. Fusion: text + image", "10. Label audit", "11. Conclusion"]
 
 # What the report reads: the `report` stage in dvc.yaml lists each of these as a dependency (tested).
 METRICS_READ = ("ingest.json", "clean_text.json", "prep_images.json", "text_features", "image_features", "cluster",
-                "text_classifier", "train", "multiseed", "gradcam.json", "zero_shot.json", "fusion.json")
+                "text_classifier", "train", "multiseed", "gradcam.json", "zero_shot.json", "fusion.json",
+                "register.json", "label_audit.json")
 TIMINGS_READ = ("text_features", "image_features", "deep_features", "text_classifier", "train")
 PLOTS_READ = ("ingest/class_balance.png", "ingest/category_tree.png", "ingest/spec_top_values.png",
               "prep_images/dashboard.png", "prep_images/samples.png", "text_features", "cluster", "text_classifier",
-              "train", "gradcam", "multiseed", "fusion", "report/ari_comparison.png", "report/backbones.png")
+              "train", "gradcam", "multiseed", "fusion", "label_audit", "report/ari_comparison.png",
+              "report/backbones.png")
+REPORTS_READ = ("label_issues.csv",)  # under reports/: the label audit's ranked suspected label errors
 
 
 def build(metrics: dict, timings: dict, table: pd.DataFrame, train: pd.DataFrame,
@@ -44,16 +51,18 @@ def build(metrics: dict, timings: dict, table: pd.DataFrame, train: pd.DataFrame
     root = Path(root)
     fig = sections.Figures(root)
     said = findings(metrics, table, train)
+    ev = evidence.gather(root, metrics, train)
     bodies = [sections.introduction(metrics, said),
               sections.data(metrics, fig),
               sections.cleaning(metrics, root),
               sections.representations("text", metrics, timings, fig, number=4),
               sections.representations("image", metrics, timings, fig, number=5),
               sections.clustering(table, fig),
-              results.supervised(metrics, timings, train, fig),
+              results.supervised(metrics, timings, train, fig, ev),
               results.multiseed(metrics, fig),
-              results.fusion(metrics, fig),
-              results.conclusion(said, metrics, table)]
+              results.fusion(metrics, fig, ev),
+              audit.label_audit(metrics, ev, fig),
+              conclusion.conclusion(said, metrics, table, ev)]
     return [block for title, body in zip(SECTIONS, bodies, strict=True) for block in (Heading(title), *body)]
 
 
