@@ -105,7 +105,7 @@ def calibrate(oof_proba, oof_y, test_proba, test_y, target_accuracy: float, bins
     answered = test_cal.max(axis=1) >= chosen["threshold"]
     correct = test_cal.argmax(axis=1) == test_y
     curve = risk_coverage(test_cal, test_y)
-    metrics = {"temperature": temperature, "target_accuracy": target_accuracy,
+    metrics = {"temperature": temperature, "target_accuracy": target_accuracy, "bins": bins,
                "threshold": chosen["threshold"], "oof_coverage_at_threshold": chosen["coverage"],
                "oof_ece": expected_calibration_error(oof_cal, oof_y, bins),
                "test_ece_uncalibrated": expected_calibration_error(test_proba, test_y, bins),

@@ -85,7 +85,21 @@ def autocast(precision: str):
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "bfloat16":
+        warn_if_emulated()
     return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bfloat16" else contextlib.nullcontext()
+
+
+def warn_if_emulated() -> None:
+    """Log once per process when bfloat16 cannot use the CPU's bf16 units (fkstudy.numerics.bfloat16_note)."""
+    import logging
+
+    from ..numerics import bfloat16_note
+
+    note = bfloat16_note()
+    if note and not getattr(warn_if_emulated, "said", False):
+        logging.getLogger(__name__).warning(note)
+        warn_if_emulated.said = True
 
 
 def set_tf_threads(n_jobs: int) -> None:

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from ..frameworks import tensorflow
-from .deep import PRECISIONS, check_images, set_tf_threads, timed_extract
+from .deep import PRECISIONS, check_images, set_tf_threads, timed_extract, warn_if_emulated
 from .registry import IMAGE, weight_spec
 from .weights import WeightsPolicy, load_with_fallback
 
@@ -55,6 +55,8 @@ def compute_precision(precision: str):
 
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "bfloat16":
+        warn_if_emulated()
     before = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16" else "float32")
     try:

