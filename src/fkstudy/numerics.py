@@ -115,15 +115,3 @@ def describe(environ=None) -> dict:
     in_force = {k: environ.get(k) for k in sorted({*wanted, *PINNED_ENV})}
     return {"mode": mode(environ), "pinned": in_force,
             "differs": {k: [v, in_force[k]] for k, v in wanted.items() if in_force[k] != v}}
-
-
-def bfloat16_note(environ=None) -> str | None:
-    """Why bfloat16 will be slow here, or None: a pinned tier caps oneDNN below AVX512_BF16 / AMX, so bfloat16
-    matmuls and convolutions are emulated (slower than float32). bfloat16 pays only with FKSTUDY_NUMERICS=native,
-    and its features then differ between CPUs (the price of AMX); float32 is the reproducible default."""
-    tier = mode(environ)
-    if tier == "native":
-        return None
-    return (f"precision bfloat16 under {MODE_VAR}={tier}: oneDNN is capped at "
-            f"{TIERS[tier]['ONEDNN_MAX_CPU_ISA']} (no AVX512_BF16 / AMX), so bfloat16 is emulated and slower than "
-            f"float32; run with {MODE_VAR}=native for the AMX speed (features then not bit-identical across CPUs)")

@@ -300,8 +300,9 @@ def test_a_missing_dvc_yaml_is_a_pipeline_error(tmp_path):
 
 def test_bfloat16_note_only_when_a_tier_caps_onednn():
     from fkstudy import numerics
+    from fkstudy.image.deep import bfloat16_note
 
-    assert numerics.bfloat16_note({numerics.MODE_VAR: "native"}) is None
+    assert bfloat16_note({numerics.MODE_VAR: "native"}) is None
     for tier in numerics.TIERS:
-        note = numerics.bfloat16_note({numerics.MODE_VAR: tier})
+        note = bfloat16_note({numerics.MODE_VAR: tier})
         assert "emulated" in note and numerics.TIERS[tier]["ONEDNN_MAX_CPU_ISA"] in note and "native" in note

@@ -94,8 +94,6 @@ def warn_if_emulated() -> None:
     """Log once per process when bfloat16 cannot use the CPU's bf16 units (fkstudy.numerics.bfloat16_note)."""
     import logging
 
-    from ..numerics import bfloat16_note
-
     note = bfloat16_note()
     if note and not getattr(warn_if_emulated, "said", False):
         logging.getLogger(__name__).warning(note)
@@ -127,3 +125,17 @@ def extract(name: str, images: np.ndarray, params, ctx) -> tuple[np.ndarray, dic
     from .registry import IMAGE
 
     return IMAGE.check(name, "deep").load()(images, params, ctx)
+
+
+def bfloat16_note(environ=None) -> str | None:
+    """Why bfloat16 will be slow here, or None: a pinned tier caps oneDNN below AVX512_BF16 / AMX, so bfloat16
+    matmuls and convolutions are emulated (slower than float32). bfloat16 pays only with FKSTUDY_NUMERICS=native,
+    and its features then differ between CPUs (the price of AMX); float32 is the reproducible default."""
+    from ..numerics import MODE_VAR, TIERS, mode
+
+    tier = mode(environ)
+    if tier == "native":
+        return None
+    return (f"precision bfloat16 under {MODE_VAR}={tier}: oneDNN is capped at "
+            f"{TIERS[tier]['ONEDNN_MAX_CPU_ISA']} (no AVX512_BF16 / AMX), so bfloat16 is emulated and slower than "
+            f"float32; run with {MODE_VAR}=native for the AMX speed (features then not bit-identical across CPUs)")
