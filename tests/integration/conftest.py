@@ -72,6 +72,10 @@ SMALL_PARAMS = {
     "multiseed.n_seeds": 2,
     "train.epochs": 30,
     "train.augment.views": 1,
+    # every extractor and feature set runs; training on one Keras backbone with real weights, one torch, one
+    # random-init (the same code paths as all five), multi-seed on one: ~8 stage processes fewer in CI
+    "pipeline.backbones": ["vgg16", "efficientnet_lite2", "mobilenetv3small"],
+    "pipeline.multiseed": ["vgg16"],
 }
 
 
