@@ -1,7 +1,8 @@
 """Throughput and achieved GFLOP/s of the deep extractors on this CPU, float32 against bfloat16.
 
     python bench/bench_deep.py [--n 64] [--repeats 3] [--threads 2] [--precisions float32 bfloat16]
-        [--methods vgg16 efficientnet_lite0 efficientnet_lite2 bert mpnet] [--json bench/deep_real_data.json]
+        [--methods vgg16 efficientnet_lite0 efficientnet_lite2 bert mpnet] [--numerics avx512|avx2|native]
+        [--json bench/deep_real_data.json]
 
 Timed is the pipeline's own code, its precision set as the stages set it. Image extractors (also
 efficientnetb0, mobilenetv3small, clip) run through their registry entry, deep.extract(name, images, params,
@@ -12,6 +13,9 @@ pass runs on one loaded model as a stage does over its whole cache (a new Keras 
 timing). Text encoders "bert" (all-MiniLM-L6-v2) and "mpnet" (all-mpnet-base-v2) run load_transformer once,
 then encode_mean_pooled (tokenisation included) with text_features.<name>'s field / batch_size /
 max_length, on real product texts (data/interim/catalog.parquet, else the raw CSV).
+Every process is set up as a stage's (stages/_bootstrap.py): fkstudy.numerics pins the code paths, by
+default the avx512 tier, whose oneDNN cap (AVX512_CORE) leaves bfloat16 emulated; `--numerics native` (or
+FKSTUDY_NUMERICS=native) lets oneDNN use AVX512_BF16 / AMX, as a native-tier stage would.
 Each (extractor, precision) runs in its own subprocess (TensorFlow and torch never share one; peak RSS is
 per worker): one warm-up batch, then --repeats timed passes over --n items (default 64 images / 256
 texts); best and median items/s. The machine is shared: the best pass is the closest to its own speed;
@@ -41,7 +45,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-from fkstudy.image.deep import PRECISIONS  # noqa: E402  (numpy only: no framework in the parent process)
 
 IMAGE_CACHES = (ROOT / "data/interim/images.npz", Path("/work/main/data/interim/images.npz"))
 CATALOG = ROOT / "data/interim/catalog.parquet"
@@ -49,6 +52,7 @@ RAW_CSV = ROOT / "data/raw/flipkart/flipkart_com-ecommerce_sample_1050.csv"
 WEIGHTS = ROOT / "weights"
 DEFAULT_METHODS = ("vgg16", "efficientnet_lite0", "efficientnet_lite2", "bert", "mpnet")
 TEXT_METHODS = ("bert", "mpnet")
+PRECISIONS = ("float32", "bfloat16")  # fkstudy.image.deep.PRECISIONS (not imported: numpy loads after the pins)
 
 
 def vgg16_conv_flops(size: int = 224) -> float:
@@ -241,7 +245,7 @@ def spawn(a, name: str, precision: str = "float32") -> dict | None:
     cmd = [sys.executable, __file__, "--worker", name, "--precision", precision, "--repeats", str(a.repeats),
            "--threads", str(a.threads), "--matmul-n", str(a.matmul_n), "--matmul-repeats", str(a.matmul_repeats)]
     cmd += ["--n", str(a.n)] if a.n else []
-    res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    res = subprocess.run(cmd, capture_output=True, text=True)  # inherits the pinned environment
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
     if res.returncode or not lines:
         print(f"{name} {precision}: failed (exit {res.returncode})\n{res.stderr[-3000:]}", file=sys.stderr)
@@ -279,16 +283,24 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     ap.add_argument("--matmul-n", type=int, default=2048)
     ap.add_argument("--matmul-repeats", type=int, default=20)
+    ap.add_argument("--numerics", choices=("avx512", "avx2", "native"),
+                    help="FKSTUDY_NUMERICS tier (default: the environment's, else the stages' default)")
     ap.add_argument("--json", type=Path, help="write rows + machine facts here")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
     a = ap.parse_args()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
         os.environ[var] = str(a.threads)
+    if a.numerics:
+        os.environ["FKSTUDY_NUMERICS"] = a.numerics
+    sys.path.insert(0, str(ROOT / "stages"))
+    import _bootstrap  # noqa: F401  the stages' process set-up: numerics.pin() (oneDNN / MKL caps), before numpy
+    from fkstudy import numerics
     if a.worker:
         print(json.dumps(worker(a)))
         return
-    facts = {**machine(), "threads": a.threads, "repeats": a.repeats, "load_start": round(os.getloadavg()[0], 2)}
+    facts = {**machine(), "numerics": numerics.describe(), "threads": a.threads, "repeats": a.repeats,
+             "load_start": round(os.getloadavg()[0], 2)}
     peaks = {}
     for name in ("matmul_torch", "matmul_tf"):
         peaks.update((spawn(a, name) or {}).get("gflops", {}))
@@ -305,6 +317,8 @@ def main() -> None:
     facts["load_end"] = round(os.getloadavg()[0], 2)
     print_table(rows, peaks)
     print(f"\n{facts['cpu']}, {facts['cpus']} cpus, avx512_bf16={facts['avx512_bf16']} amx_bf16={facts['amx_bf16']}, "
+          f"FKSTUDY_NUMERICS={facts['numerics']['mode']} (oneDNN ISA cap "
+          f"{facts['numerics']['pinned'].get('ONEDNN_MAX_CPU_ISA') or 'none'}), "
           f"load 1m {facts['load_start']} -> {facts['load_end']}, {facts['date']}")
     if a.json:
         a.json.write_text(json.dumps({"machine": facts, "matmul_peaks": peaks, "peak_gflops": peak, "rows": rows},
