@@ -156,6 +156,9 @@ def test_portable_paths_name_no_machine(tmp_path, monkeypatch):
     assert W.portable(Path.home() / ".keras" / "models" / "x.h5") == "~/.keras/models/x.h5"
     assert W.portable("/opt/venv/lib/python3.11/site-packages/pkg/models/w.pth") == "pkg/models/w.pth"
     assert W.portable("/srv/elsewhere/w.pth") == "w.pth"
+    # a venv under the home directory or inside the checkout: still the package path, never the venv's
+    assert W.portable(Path.home() / ".cache/fkstudy/venv-0a1b/lib/python3.11/site-packages/pkg/w.pth") == "pkg/w.pth"
+    assert W.portable(tmp_path / ".venv/lib/python3.11/site-packages/pkg/w.pth") == "pkg/w.pth"
     rec = W.record_for(LITE0, tmp_path / "weights" / "missing.pth", "local", with_sha=False)
     assert rec["source"] == "weights/missing.pth" and rec["sha256"] is None
 

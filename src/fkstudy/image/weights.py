@@ -227,21 +227,24 @@ def download_allowed(allow_download: bool) -> bool:
 
 
 def portable(path: str | os.PathLike) -> str:
-    """A path as the same on every machine: relative to the cwd (the repository) when inside it, `~/…`
-    under the home directory, `<package>/<file>` inside site-packages, else the file name alone."""
+    """A path as the same on every machine: `<package>/<file>` inside site-packages (wherever the
+    environment lives: a venv under the home directory or the checkout must not put its own path, e.g.
+    `~/.cache/fkstudy/venv-<hash>/lib/python3.11/...`, into a record), else relative to the cwd (the
+    repository) when inside it, `~/…` under the home directory, else the file name alone."""
     p = Path(path)
     if not p.is_absolute():
         return p.as_posix()
     p = p.resolve()
+    parts = p.parts
+    for marker in ("site-packages", "dist-packages"):
+        if marker in parts:
+            last = len(parts) - 1 - parts[::-1].index(marker)
+            return "/".join(parts[last + 1:])
     for root, label in ((Path.cwd().resolve(), ""), (Path.home().resolve(), "~/")):
         try:
             return label + p.relative_to(root).as_posix()
         except ValueError:
             pass
-    parts = p.parts
-    for marker in ("site-packages", "dist-packages"):
-        if marker in parts:
-            return "/".join(parts[parts.index(marker) + 1:])
     return p.name
 
 
