@@ -25,6 +25,10 @@ from fkstudy.predict.promotion import RunContext
 from fkstudy.runtime import log, run_stage, start_stage
 
 
+def _accuracy_where(y, out: pd.DataFrame, mask) -> float | None:
+    return float((out["category_1"].to_numpy()[mask] == y[mask]).mean()) if mask.any() else None
+
+
 def main() -> None:
     stage = start_stage("register")
     params = stage.params
@@ -62,7 +66,7 @@ def main() -> None:
             raise StudyError(f"register: {len(failed)} of {len(out)} test products could not be predicted end to "
                              f"end, e.g. id {test.at[first, 'id']}: {out.at[first, 'error']}")
         pred, y = out["category_1"].to_numpy(), test["category"].to_numpy()
-        with_image = (out["modality"] != "text").to_numpy()
+        with_image = out["modality"].isin(("text+image", "image")).to_numpy()
         s = label_scores(y, pred, bundle.classes, per_class=False)
         ok_name = (name_only["error"] == "").to_numpy()   # a product whose name is empty cannot be predicted
         s_name = label_scores(y[ok_name], name_only["category_1"].to_numpy()[ok_name], bundle.classes, per_class=False)
@@ -76,6 +80,9 @@ def main() -> None:
             "name_only_failed": int((~ok_name).sum()),
             "confident_share": float(confident.mean()),
             "confident_accuracy": float((pred[confident] == y[confident]).mean()) if confident.any() else None,
+            "name_only_answered_by": "+".join(sorted(set(name_only.loc[ok_name, "modality"]))),  # "name": the name head
+            "name_only_confident_share": float(name_only.loc[ok_name, "confident"].mean()),
+            "name_only_confident_accuracy": _accuracy_where(y, name_only, ok_name & name_only["confident"].to_numpy(bool)),
             "fusion_stage_test_accuracy": scores.get("test_accuracy"),
             "selection_accuracy": scores.get(f"{bundle.config['select_by']}_accuracy")})
         tracking.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})

@@ -97,5 +97,7 @@ def test_batch_cli_predicts_a_csv_of_real_products(registered, tmp_path):
 def test_pyfunc_from_the_registry(registered):
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     model = mlflow.pyfunc.load_model("models:/flipkart-product-classifier@champion")
-    out = model.predict(pd.DataFrame({"name": ["Analog wrist watch for men"], "description": [""], "image": [""]}))
-    assert out.loc[0, "modality"] == "text" and out.loc[0, "category_1"]
+    out = model.predict(pd.DataFrame({"name": ["Analog wrist watch for men", "Analog wrist watch for men"],
+                                      "description": ["", "Stainless steel strap"], "image": ["", ""]}))
+    assert list(out["modality"]) == ["name", "text"] and out["category_1"].all()   # a title alone: the name head
+    assert "name head" in out.loc[0, "note"] and "text head only" in out.loc[1, "note"]

@@ -16,6 +16,7 @@ from fkstudy.files import align
 from fkstudy.tracking import flatten
 from fkstudy.train import fusion as F
 from fkstudy.train import heads
+from fkstudy.train import name_head as NH
 from fkstudy.train.heads import HeadParams
 
 CLASSES = ["Baby Care", "Computers", "Home Decor & Festive Needs", "Watches"]
@@ -257,6 +258,65 @@ def test_shown_folds_and_bundle_config(world):
     assert cfg["text"] == {"set": "bert", "method": "bert", "params": {"input": "raw"}, "source": None, "dim": 12}
     assert cfg["image"]["set"] == "efficientnet_lite0" and cfg["image"]["dim"] == 13
     assert cfg["image"]["sha256"] == "ab" * 32 and "n_params" not in cfg["image"]  # only what rebuilds features
+
+
+# ------------------------------------------------------------------------------------ name-only head
+def _names(world):
+    """Name-only features: a noisier copy of the text block (a title says less than a description)."""
+    T, ids = world["text"]
+    rng = np.random.default_rng(7)
+    return (T + rng.normal(scale=1.0, size=T.shape)).astype(np.float32), ids
+
+
+def test_name_head_never_fits_a_test_row_and_scores_test_once(world, monkeypatch):
+    cat, test_ids = world["catalog"], world["test"]
+    N, n_ids = _names(world)
+    N = N.copy()
+    N[np.isin(n_ids, list(test_ids))] = np.nan        # a fit that saw a test row would fail
+    real_fit_head, fits = heads.fit_head, []
+
+    def fit_spy(X_train, y_train, X_val, y_val, cfg, seed):
+        assert np.isfinite(X_train).all() and np.isfinite(X_val).all(), "a test row entered a fit"
+        fits.append(len(X_train))
+        return real_fit_head(X_train, y_train, X_val, y_val, cfg, seed)
+
+    monkeypatch.setattr(heads, "fit_head", fit_spy)
+    nf = NH.fit(N, n_ids, cat, LOGREG, 0, n_splits=3, n_repeats=2)
+    # train (val picks C), 3 folds x 2 repeats, then the served head on train+val: none with a test row
+    pool = len(nf.ids_train) + len(nf.ids_val)
+    assert len(fits) == 8 and fits[0] == len(nf.ids_train) and fits[-1] == pool
+    assert all(abs(f - pool * 2 / 3) <= 1 for f in fits[1:-1])   # each CV fold fits 2 of 3 folds of train+val
+    assert not (set(nf.ids_train) | set(nf.ids_val)) & test_ids
+    assert len(nf.folds) == 6 and nf.oof.shape == (len(nf.y), len(CLASSES))
+    np.testing.assert_allclose(nf.oof.sum(axis=1), 1.0)   # every train+val row scored once out of fold
+    fit = _fit(world)
+    with pytest.raises(ValueError, match="(?i)nan"):        # only scoring the test rows touches them
+        NH.evaluate(nf, fit.heads["text"].model, N, n_ids, cat)
+
+
+def test_name_head_is_summarised_and_calibrated_as_its_own_role(world):
+    fit, (N, n_ids) = _fit(world), _names(world)
+    ev = F.evaluate_fusion(fit, *world["text"], *world["image"], world["catalog"])
+    nf = NH.fit(N, n_ids, world["catalog"], LOGREG, 0, n_splits=3, n_repeats=1)
+    nev = NH.evaluate(nf, fit.heads["text"].model, N, n_ids, world["catalog"])
+    assert len(nev["y_test"]) == len(world["test"])
+    m = NH.summary(nf, nev, "mpnet_name")
+    assert m["set"] == "mpnet_name" and 0 <= m["test_accuracy"] <= 1 and 0 <= m["text_head_test_accuracy"] <= 1
+    assert m["cv_folds"] == 3 and "c" in m
+    cal, tables = F.calibrate(fit, ev, 0.9, 10, name=(nf, nev))
+    assert set(cal) == {"selected", "text", "name"} and cal["name"]["temperature"] > 0
+    assert set(F.calibrate(fit, ev, 0.9, 10)[0]) == {"selected", "text"}
+
+
+def test_name_set_must_be_the_text_encoder_on_the_name():
+    t = {"params": {"field": "both", "input": "raw", "model_dir": "", "max_length": 128, "batch_size": 32,
+                    "precision": "float32"}}
+    good = {"params": {**t["params"], "field": "name"}}
+    assert NH.check_set("mpnet", t, "mpnet_name", good) == {"set": "mpnet_name", "params": good["params"]}
+    with pytest.raises(ValueError, match="max_length"):
+        NH.check_set("mpnet", t, "mpnet_name", {"params": {**good["params"], "max_length": 64}})
+    with pytest.raises(ValueError, match="text_features.use"):   # another encoder: the server could not rebuild it
+        NH.check_set("mpnet", t, "use", good)
 
 
 @pytest.fixture(autouse=True)

@@ -48,11 +48,16 @@ def _fit(seed=0):
                         modes=["concat", "geometric_proba"], weights=[0.5], n_splits=2, n_repeats=1)
 
 
-def make_bundle(directory: Path, selected: dict, text=TEXT_CFG, image=IMAGE_CFG, calibration=None) -> Path:
+def make_bundle(directory: Path, selected: dict, text=TEXT_CFG, image=IMAGE_CFG, calibration=None,
+                name_head: bool = False) -> Path:
+    """A bundle of heads fitted on generated features; `name_head`: plus a name-only head (a refit of the text
+    head on other generated data stands in for one fitted on name-only embeddings)."""
     fit = _fit()
-    save_bundle(directory, fit.models, {"classes": fit.classes, "selected": selected, "select_by": "cv",
-                                        "scores": {"cv_accuracy": 0.9, "val_accuracy": 0.9, "test_accuracy": 0.9},
-                                        "text": text, "image": image, "calibration": calibration})
+    models = {**fit.models, "name": _fit(seed=1).models["text"]} if name_head else fit.models
+    name = {"set": "bert_name", "params": {**text["params"], "field": "name"}} if name_head else None
+    save_bundle(directory, models, {"classes": fit.classes, "selected": selected, "select_by": "cv",
+                                    "scores": {"cv_accuracy": 0.9, "val_accuracy": 0.9, "test_accuracy": 0.9},
+                                    "text": text, "image": image, "calibration": calibration, "name": name})
     return directory
 
 
@@ -106,7 +111,7 @@ def test_bundle_round_trip_and_integrity(tmp_path, bundle_dir):
 
 def test_servable_sets_come_from_the_registries():
     text, image = servable_sets()
-    assert set(text) == {"bert", "mpnet", "use"} and "efficientnet_lite0" in image
+    assert set(text) == {"bert", "mpnet", "mpnet_name", "use"} and "efficientnet_lite0" in image
     assert not {"vgg16", "efficientnetb0", "mobilenetv3small", "clip"} & set(image)
 
 
@@ -166,6 +171,28 @@ def test_calibrated_bundle_scales_each_modality_and_flags_confident_rows(tmp_pat
     out = p.predict(frame)
     assert list(out["confident"]) == [True, False]        # thresholds 0 and 1.01
     assert not raw.predict(frame)["confident"].any()      # no calibration in the bundle: nothing is "confident"
+
+
+def test_a_name_alone_goes_to_the_name_head_with_its_own_calibration(tmp_path, fake_encoders):
+    from fkstudy.evaluate.calibration import with_temperature
+
+    cal = {"selected": {"temperature": 1.0, "threshold": 0.0, "target_accuracy": 0.99},
+           "text": {"temperature": 1.0, "threshold": 1.01, "target_accuracy": 0.99},
+           "name": {"temperature": 3.0, "threshold": 0.0, "target_accuracy": 0.99}}
+    p = Predictor.from_paths(make_bundle(tmp_path / "n", GEO, calibration=cal, name_head=True), tmp_path)
+    frame = pd.DataFrame({"name": ["Analog watch", "Analog watch", "Analog watch"],
+                          "description": ["", "steel strap", ""],
+                          "image": [None, None, str(photo(tmp_path / "red.jpg"))]})
+    out = p.predict(frame)
+    assert list(out["modality"]) == ["name", "text", "text+image"] and "name head" in out.loc[0, "note"]
+    T = fake_text(p, ["Analog watch"], [""])
+    expected = with_temperature(p.bundle.models["name"].predict_proba(T), 3.0)
+    np.testing.assert_allclose(p.predict_proba(frame.iloc[:1])[0][0], expected[0])
+    assert list(out["confident"]) == [True, False, True]   # each row against its own role's threshold
+    # a name head whose features are not the text encoder on the name: refused before serving
+    bad = {**p.bundle.config, "name": {"set": "bert_name", "params": {**TEXT_CFG["params"], "max_length": 8}}}
+    with pytest.raises(UnservableError, match="name head"):
+        check_servable(bad)
 
 
 def test_a_text_only_model_ignores_the_photo_and_says_so(tmp_path, fake_encoders):

@@ -199,7 +199,11 @@ def test_readme_table_keeps_its_compact_format(full):
     md = markdown_table(table)
     lines = md.strip().splitlines()
     assert lines[0] == "| " + " | ".join(SUMMARY_COLUMNS) + " |" and len(lines) == 2 + len(table)
-    assert "| text_bert | pretrained | 0.700 ± 0.010 (tsne) | 0.500 | 0.600 / 0.580 / 0.700 | 0.400 | 0.75 ✗ |" in md
+    assert "| text_bert | pretrained | 0.700 ± 0.010 (tsne) |  | 0.500 | 0.600 / 0.580 / 0.700 | 0.400 | 0.75 ✗ |" in md
+    m = {**json.loads((full / "metrics/cluster/text_bert.json").read_text()), "tsne_perplexity": 50.0,
+         "ari_test_rows": 0.66}   # a set with its own perplexity: said beside its ARI, with the held-out rows' ARI
+    (full / "metrics/cluster/text_bert.json").write_text(json.dumps(m))
+    assert "| 0.700 ± 0.010 (tsne, perplexity 50) | 0.660 |" in markdown_table(cluster_table(full / "metrics/cluster"))
     assert "| image_clip | **random-init** (not comparable) |" in md
     readme = "intro\n<!-- results:begin -->\nold\n<!-- results:end -->\nrest\n"
     out = replace_between_markers(readme, md, "<!-- results:begin -->", "<!-- results:end -->")
@@ -457,3 +461,13 @@ def test_product_manager_answer_edge_cases(full):
     assert "no test product reaches it, so every product goes to a human" in said[3]
     assert said[4] == "**Most confused categories**: not available (no test predictions of the selected fusion)."
     assert conclusion.answer({}, Evidence())[0].startswith("No recommended model yet")
+
+
+def test_name_only_line_says_which_head_answered():
+    reg = {"name_only_test_accuracy": 0.93, "name_only_test_macro_f1": 0.929, "name_only_answered_by": "name",
+           "name_only_confident_share": 0.6, "name_only_confident_accuracy": 0.99}
+    line = conclusion._name_only({"register": reg, "fusion": {"name_only": {"text_head_test_accuracy": 0.876}}})
+    assert "right on 93.0 %" in line and "the name head answers" in line and "would give 87.6 %" in line
+    assert "confidently, right on 99.0 % of those" in line
+    older = conclusion._name_only({"register": {"name_only_test_accuracy": 0.876}, "fusion": {}})
+    assert "name head" not in older and "87.6 %" in older   # a bundle without a name head: no claim about one

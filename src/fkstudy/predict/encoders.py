@@ -28,7 +28,13 @@ class UnservableError(StudyError, ValueError):
     weights)."""
 
 
-TRANSFORMER_SETS = ("bert", "mpnet")   # encoded here with a kept network; others via their pipeline function
+TRANSFORMERS = ("bert", "mpnet")   # encoder functions run here with a kept network; others via their pipeline function
+
+
+def encoder_of(entry) -> str:
+    """The text encoder function's name of a registry entry ("bert", "mpnet", "use", ...): several sets can share
+    one (mpnet and mpnet_name)."""
+    return entry.function.rpartition(":")[2]
 
 
 class TextEncoder:
@@ -45,7 +51,7 @@ class TextEncoder:
         from ..text.encoders import bert_model_dir
         from ..text.fill import fill_mpnet, mpnet_model_dir
 
-        if self.set == "mpnet":  # unpacked once per machine, outside the model's folder (420 MB)
+        if encoder_of(self.entry) == "mpnet":  # unpacked once per machine, outside the model's folder (420 MB)
             cache = Path(os.environ.get("FKSTUDY_WEIGHTS_CACHE") or Path.home() / ".cache" / "fkstudy" / "weights")
             fill_mpnet(cache)
             return mpnet_model_dir(cache)
@@ -66,7 +72,7 @@ class TextEncoder:
 
         p = self.params
         docs = [clean.select_text(n, d, p.field) for n, d in zip(names, descriptions)]
-        if self.set not in TRANSFORMER_SETS:
+        if encoder_of(self.entry) not in TRANSFORMERS:
             X, _ = self.entry.load()(docs, p, Context(ids=list(range(len(docs))), n_jobs=self.n_jobs))
             return X
         import torch

@@ -4,8 +4,9 @@ Input: a DataFrame with columns `name`, `description` (optional) and `image` (op
 photo on this machine; empty / missing = text only). Output: one row per input with the top-k
 categories and probabilities (`category_1`, `probability_1`, ...; temperature-scaled as calibrated out of
 fold by the fusion stage), `confident` (the top probability reaches the threshold that gave the target
-accuracy out of fold: answer automatically, else route to a human), `modality` ("text+image" or
-"text"), a `note` saying why a modality was not used and an `error`: "" when the row was predicted,
+accuracy out of fold: answer automatically, else route to a human), `modality` ("text+image", "text",
+or "name": a name alone, no description and no photo, answered by the name head fitted on name-only
+embeddings), a `note` saying why a modality was not used and an `error`: "" when the row was predicted,
 else a short reason (both texts empty, "image not found: photo.jpg", ...; the photo's base name only)
 and no categories. A bad row never stops the others.
 
@@ -28,7 +29,7 @@ import pandas as pd
 from ..errors import StudyError
 from ..train import fusion
 from .bundle import Bundle, load_bundle
-from .encoders import ImageEncoder, TextEncoder, UnservableError  # noqa: F401  (UnservableError: re-exported)
+from .encoders import TRANSFORMERS, ImageEncoder, TextEncoder, UnservableError, encoder_of  # noqa: F401
 
 INPUT_COLUMNS = ("name", "description", "image")
 ERROR_COLUMN = "error"          # "" when the row was predicted, else why not
@@ -58,18 +59,24 @@ def output_columns(top_k: int = TOP_K) -> list[str]:
 
 def check_servable(config: dict) -> None:
     """Refuse, with the reason and the fix, a bundle whose features cannot be made from raw inputs here."""
+    from ..text.registry import TEXT
+
     t, i = config["text"], config["image"]
     TEXT_SETS, IMAGE_SETS = servable_sets()
     if t["set"] not in TEXT_SETS or t["params"].get("input") != "raw":
         raise UnservableError(f"fusion.text_set={t['set']!r} (input {t['params'].get('input')!r}) cannot be served: "
                               f"the predictor rebuilds raw-text encoders only ({', '.join(TEXT_SETS)}); "
                               "set fusion.text_set to one of them")
-    if t["set"] in ("bert", "mpnet") and t["params"].get("model_dir"):
+    if encoder_of(TEXT[t["set"]]) in TRANSFORMERS and t["params"].get("model_dir"):
         raise UnservableError(f"text_features.{t['set']}.model_dir is set: the served model uses the packaged "
                               "weights only (set it to \"\")")
-    if t["set"] == "use" and t["params"].get("tfhub_handle"):
+    if encoder_of(TEXT[t["set"]]) == "use" and t["params"].get("tfhub_handle"):
         raise UnservableError("text_features.use.tfhub_handle is set: serving would need TensorFlow beside torch; "
                               "use the packaged USE (tfhub_handle: \"\")")
+    n = config.get("name")
+    if n and n.get("params") != {**t["params"], "field": "name"}:
+        raise UnservableError(f"the name head's features ({n.get('set')}: {n.get('params')}) are not the text set's "
+                              "encoder on the name alone: the predictor could not rebuild them; re-run the fusion stage")
     if i["set"] not in IMAGE_SETS:
         raise UnservableError(f"fusion.image_set={i['set']!r} cannot be served: the predictor runs torch backbones "
                               f"only ({', '.join(IMAGE_SETS)}); Keras ones would need TensorFlow in the same "
@@ -224,6 +231,11 @@ class Predictor:
             return P, modality, note, error
         T = self.text_features(x["name"].iloc[ok].tolist(), x["description"].iloc[ok].tolist())
         P_ok = self.calibrated(models["text"].predict_proba(T), "text")
+        # a name alone (no description, no photo): the head fitted on name-only embeddings, when the bundle has one
+        by_name = [i for i, r in enumerate(ok) if "name" in models and r not in images and
+                   x.at[r, "name"] and not x.at[r, "description"]]
+        if by_name:
+            P_ok[by_name] = self.calibrated(models["name"].predict_proba(T[by_name]), "name")
         with_image = [i for i, r in enumerate(ok) if r in images]
         if with_image:
             I = self.image_features(np.stack([images[ok[i]] for i in with_image]))
@@ -232,23 +244,31 @@ class Predictor:
         for i, r in enumerate(ok):
             if r in images:
                 modality[r] = "image" if selected["mode"] == "image" else "text+image"
+            elif i in by_name:
+                modality[r] = "name"
+                note[r] = note[r] or "name only (no description, no image): name head"
             else:
                 modality[r] = "text"
                 note[r] = note[r] or "no image given: text head only"
         return P, modality, note, error
 
+    def calibration(self, role: str) -> dict | None:
+        """What the fusion stage fitted out of fold for `role` ("selected": the bundle's model on text+photo,
+        "text": its text head alone, "name": its name head): temperature and answer threshold; None for an
+        older bundle."""
+        return (self.bundle.config.get("calibration") or {}).get(role)
+
     def calibrated(self, P: np.ndarray, role: str) -> np.ndarray:
-        """The probabilities with the temperature the fusion stage fitted out of fold for `role` ("selected":
-        the bundle's model on text+photo, "text": its text head alone); unchanged for an older bundle."""
+        """The probabilities with `role`'s temperature (unchanged when the bundle has none)."""
         from ..evaluate.calibration import with_temperature
 
-        cal = (self.bundle.config.get("calibration") or {}).get(role)
+        cal = self.calibration(role)
         return with_temperature(P, cal["temperature"]) if cal else P
 
     def threshold(self, modality: str) -> float:
         """The confidence at or above which a prediction of this modality is answered automatically: the
         lowest that reached the target accuracy out of fold (NaN when the bundle has none)."""
-        cal = (self.bundle.config.get("calibration") or {}).get("text" if modality == "text" else "selected")
+        cal = self.calibration(modality if modality in ("text", "name") else "selected")
         return float(cal["threshold"]) if cal else float("nan")
 
     def predict(self, frame, top_k: int = TOP_K) -> pd.DataFrame:

@@ -57,8 +57,17 @@ def _name_only(metrics: dict) -> str:
     if missing(acc):
         return "**Name only**: not measured (stage `register` has not written `name_only_test_accuracy`)."
     failed = reg.get("name_only_failed") or 0
+    head = (metrics["fusion"].get("name_only") or {}) if metrics.get("fusion") else {}
+    how = ""
+    if reg.get("name_only_answered_by") == "name" and not missing(head.get("text_head_test_accuracy")):
+        how = (f": the name head answers (a head on name-only embeddings, C picked on val, refitted on train+val; "
+               f"the full-text head would give {pct(head['text_head_test_accuracy'])} on them)")
+    conf = reg.get("name_only_confident_share")
+    if not missing(conf):
+        how += (f"; it answers {pct(conf)} of them confidently, right on "
+                f"{pct(reg.get('name_only_confident_accuracy'))} of those")
     return (f"**With the name only** (no description, no photo) it is right on {pct(acc)} of the same test products "
-            f"(macro-F1 {f3(reg.get('name_only_test_macro_f1'))})"
+            f"(macro-F1 {f3(reg.get('name_only_test_macro_f1'))}){how}"
             + (f"; {failed} products without a usable name get no answer" if failed else "") + ".")
 
 

