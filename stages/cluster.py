@@ -14,7 +14,7 @@ from fkstudy.runtime import run_stage, stage_argument, start_stage
 def main(argv=None) -> None:
     (name,) = stage_argument(argv, [feature_sets()], "python stages/cluster.py <feature set>")
     stage = start_stage(f"cluster@{name}")
-    p, seed = stage.params.cluster, stage.params.seed
+    p, seed = cluster.params_for(stage.params.cluster, name), stage.params.seed
     path = paths.feature_set(name)
     X, ids, meta = files.load_features(path)
     catalog = load_catalog(paths.CATALOG, features={path: ids})
@@ -24,6 +24,11 @@ def main(argv=None) -> None:
         draws = cluster.evaluate(X, labels, p, seed, stage.params.n_jobs)
         variance = cluster.explained_variance(cluster.normalize(X, p.normalize), p.variance_components, seed)
     result = cluster.summary_metrics(name, X, ids, labels, draws, primary, meta, variance)
+    # the primary ARI on the rows a per-set choice may look at (train+val) and on the held-out test rows
+    test = catalog.set_index("id").loc[list(ids), "split"].to_numpy() == "test"
+    result.metrics.update(tsne_perplexity=p.tsne_perplexity,
+                          ari_trainval_rows=round(cluster.split_ari(draws, primary, labels, ~test), 4),
+                          ari_test_rows=round(cluster.split_ari(draws, primary, labels, test), 4))
     files.write_json(paths.metrics("cluster", name), result.metrics)
     stage.write_timings("cluster", name, n=int(len(ids)), dim=int(X.shape[1]), draws=len(draws))
 

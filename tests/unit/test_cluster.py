@@ -10,7 +10,7 @@ from threadpoolctl import threadpool_limits
 from fkstudy.evaluate import cluster as cl
 from fkstudy.evaluate.params import ClusterParams
 
-RAW = dict(reductions=["none", "pca", "tsne"], primary="tsne", primary_by_set={}, pca_components=5,
+RAW = dict(reductions=["none", "pca", "tsne"], primary="tsne", primary_by_set={}, tsne_perplexity_by_set={}, pca_components=5,
            lsa_components=4, variance_components=10, tsne_perplexity=10,
            tsne_pca_components=10, tsne_metric="euclidean", tsne_init="random",
            normalize="l2", n_seeds=2, kmeans_n_init=4, tsne_max_samples=0, silhouette_max_samples=0)
@@ -245,6 +245,22 @@ def test_lsa_rows_are_unit_length_and_cluster_separable_data():
     labels = np.repeat(["a", "b"], 20)
     draws = cl.evaluate(X, labels, params(reductions=["lsa"], primary="lsa"), seed=0)
     assert [d.reduction for d in draws] == ["lsa", "lsa"] and min(d.ari for d in draws) > 0.9
+
+
+def test_a_set_s_own_perplexity_and_the_split_aris():
+    p = params(tsne_perplexity_by_set={"text_mpnet": 50})
+    assert cl.params_for(p, "text_mpnet").tsne_perplexity == 50 and cl.params_for(p, "text_bert").tsne_perplexity == 10
+    with pytest.raises(ValueError, match="not feature sets"):   # a typo is an error, never silently the default
+        params(tsne_perplexity_by_set={"text_mpnett": 50})
+    labels = np.repeat(["a", "b", "c"], 4)
+    clusters = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 1, 2])   # the last class has one row in the wrong cluster
+    draw = cl.Draw("tsne", 0, 0.0, 0.0, 0.0, 0.0, 0.0, np.zeros((12, 2)), clusters)
+    first_two = np.arange(12) < 8
+    assert cl.split_ari([draw], "tsne", labels, first_two) == pytest.approx(1.0)
+    assert cl.split_ari([draw], "tsne", labels, ~first_two) < 1.0
+    sub = cl.Draw("tsne", 0, 0.0, 0.0, 0.0, 0.0, 0.0, np.zeros((4, 2)), clusters[8:], rows=np.arange(8, 12))
+    assert cl.split_ari([sub], "tsne", labels, ~first_two) == cl.split_ari([draw], "tsne", labels, ~first_two)
+    assert np.isnan(cl.split_ari([draw], "pca", labels, first_two))   # no draw of that reduction
 
 
 def test_primary_by_set_and_explained_variance():

@@ -23,7 +23,8 @@ from fkstudy.text.registry import Word2VecParams
 SRC = Path(__file__).resolve().parents[2] / "src"
 W2V = Word2VecParams(field="name", input="lemmas", vector_size=16, window=2, min_count=1, epochs=10, sg=1,
                      pooling="mean")
-CLUSTER = ClusterParams(reductions=["tsne"], primary="tsne", primary_by_set={}, pca_components=5,
+CLUSTER = ClusterParams(reductions=["tsne"], primary="tsne", primary_by_set={}, tsne_perplexity_by_set={},
+                        pca_components=5,
                         lsa_components=5, variance_components=5, tsne_perplexity=5.0,
                         tsne_pca_components=0, tsne_metric="euclidean", tsne_init="random", normalize="l2",
                         n_seeds=1, kmeans_n_init=2, tsne_max_samples=0, silhouette_max_samples=0)

@@ -141,14 +141,15 @@ class Draw:
     silhouette_rows: int = 0         # rows the silhouettes were computed on
 
 
-def evaluate(X: np.ndarray, labels: np.ndarray, p, seed: int, n_jobs: int = 1) -> list[Draw]:
-    """All draws: every reduction in p['reductions'] × p['n_seeds'] seeds.
+def evaluate(X: np.ndarray, labels: np.ndarray, p, seed: int, n_jobs: int = 1, k: int | None = None) -> list[Draw]:
+    """All draws: every reduction in p['reductions'] × p['n_seeds'] seeds, KMeans with `k` clusters (default:
+    the number of distinct labels).
 
     t-SNE draws run on a stratified subsample of `tsne_max_samples` rows when there are more
     (Draw.rows says which); silhouettes on one of `silhouette_max_samples` rows.
     """
     labels = np.asarray(labels)
-    k = len(np.unique(labels))
+    k = k or len(np.unique(labels))
     Xn = normalize(X, p.normalize)
     draws = []
     for how in p.reductions:
@@ -237,6 +238,25 @@ class ClusterResult:
 def primary_of(p, set_name: str) -> str:
     """The reduction reported as a set's `ari`: its own (`cluster.primary_by_set`) or the default."""
     return p.primary_by_set.get(set_name, p.primary)
+
+
+def params_for(p, set_name: str):
+    """The cluster params one set runs with: its own t-SNE perplexity (`cluster.tsne_perplexity_by_set`, chosen by
+    bench/tune_perplexity.py on the train+val rows' ARI) or the default."""
+    return p.model_copy(update={"tsne_perplexity": p.tsne_perplexity_by_set.get(set_name, p.tsne_perplexity)})
+
+
+def split_ari(draws: list[Draw], reduction: str, labels: np.ndarray, in_split: np.ndarray) -> float:
+    """Mean ARI of one reduction's draws restricted to the rows of a split (`in_split`: a mask over all rows):
+    the train+val rows are what a per-set choice (e.g. the perplexity) may be made on, the test rows are then
+    the held-out check of that choice."""
+    labels, in_split = np.asarray(labels), np.asarray(in_split, dtype=bool)
+    out = []
+    for d in (d for d in draws if d.reduction == reduction):
+        rows = np.arange(len(labels)) if d.rows is None else d.rows
+        keep = in_split[rows]
+        out.append(adjusted_rand_score(labels[rows][keep], d.clusters[keep]) if keep.sum() > 1 else np.nan)
+    return float(np.mean(out)) if out else float("nan")
 
 
 def variance_summary(cumulative: np.ndarray) -> dict:

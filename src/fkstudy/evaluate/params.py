@@ -1,7 +1,7 @@
 """params.yaml section `cluster` (the cluster@<set> stages)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -24,6 +24,7 @@ class ClusterParams(Section):
     lsa_components: int = Field(ge=2, le=1000)
     variance_components: int = Field(ge=2, le=1000)   # PCA explained variance reported up to this many (the elbow)
     tsne_perplexity: float = Field(ge=2, le=200)
+    tsne_perplexity_by_set: dict[str, Annotated[float, Field(ge=2, le=200)]]   # a set's own (bench/tune_perplexity.py: train+val ARI)
     tsne_pca_components: int = Field(ge=0, le=1000)
     tsne_metric: Literal["euclidean", "cosine"]
     tsne_init: Literal["random", "pca"]
@@ -37,6 +38,18 @@ class ClusterParams(Section):
     @classmethod
     def check_limit(cls, v: int) -> int:
         return _no_limit_or_at_least(v)
+
+    @model_validator(mode="after")
+    def by_set_names_are_feature_sets(self):
+        from ..image.registry import IMAGE
+        from ..text.registry import TEXT
+
+        known = {f"text_{n}" for n in TEXT.names()} | {f"image_{n}" for n in IMAGE.names()}
+        for key in ("primary_by_set", "tsne_perplexity_by_set"):
+            unknown = sorted(set(getattr(self, key)) - known)
+            if unknown:
+                raise ValueError(f"{key}: {unknown} are not feature sets (text_<method> / image_<method>)")
+        return self
 
     @model_validator(mode="after")
     def primary_is_computed(self):

@@ -22,7 +22,8 @@ def cluster_table(metrics_dir: Path) -> pd.DataFrame:
         row = dict(set=name, modality=name.split("_", 1)[0], method=name.split("_", 1)[-1], n=m["n"], dim=m["dim"],
                    weights=m.get("weights", "n/a"), primary=m["primary_reduction"], ari=m["ari"],
                    ari_std=m["ari_std"], silhouette=m["silhouette"], best_reduction=m["best_reduction"],
-                   best_ari=m["best_ari"])
+                   best_ari=m["best_ari"], perplexity=m.get("tsne_perplexity"),
+                   ari_test_rows=m.get("ari_test_rows"))
         for how in ("none", "pca", "tsne"):
             if how in m:
                 row[f"ari_{how}"] = m[how]["ari_mean"]
@@ -34,8 +35,8 @@ def cluster_table(metrics_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-SUMMARY_COLUMNS = ["feature set", "weights", "ARI (mean ± std)", "silhouette", "ARI none / PCA / t-SNE",
-                   "seed study", "target"]
+SUMMARY_COLUMNS = ["feature set", "weights", "ARI (mean ± std)", "ARI test rows", "silhouette",
+                   "ARI none / PCA / t-SNE", "seed study", "target"]
 
 
 def weights_label(weights) -> str:
@@ -52,8 +53,11 @@ def summary_rows(table: pd.DataFrame) -> tuple[list[list[str]], list[str]]:
         target = _fmt(r["target_ari"], 2)
         if target:
             target += " ✓" if r["meets_target"] else " ✗"
+        primary = r["primary"]
+        if primary == "tsne" and _fmt(r.get("perplexity")):
+            primary += f", perplexity {r['perplexity']:g}"
         rows.append([r["set"], weights_label(r["weights"]),
-                     f"{_fmt(r['ari'])} ± {_fmt(r['ari_std'])} ({r['primary']})",
+                     f"{_fmt(r['ari'])} ± {_fmt(r['ari_std'])} ({primary})", _fmt(r.get("ari_test_rows")),
                      _fmt(r["silhouette"]), per, _fmt(r["seed_ari"]), target])
         weights.append(r["weights"])
     return rows, weights
