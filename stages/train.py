@@ -1,5 +1,8 @@
 """Stage train@<backbone>-<variant>: the Keras transfer-learning classifier (frozen backbone -> GAP ->
 Dense(relu) -> Dropout -> softmax), its head trained on cached backbone features (+ augmented views).
+Also stage fine_tune@<backbone> (`python stages/train.py <backbone> finetuned`): the same head, then the
+backbone's last `train.fine_tune.unfreeze_layers` layers trained end to end on photos augmented on the fly
+(the seed study's "augmented" model: augmentation plus VGG16's block5 unfrozen).
 
 Train on train, early-stop on val, report on test (fkstudy.train.transfer.train_classifier). Writes
 models/train/<K>/ (head.keras, head.npz, classes.json and, for Keras backbones, the assembled
@@ -30,12 +33,12 @@ def main(argv=None) -> None:
     backbone, variant = stage_argument(argv, [backbones(), transfer.VARIANTS],
                                        "python stages/train.py <backbone> <variant>")
     key = f"{backbone}_{variant}"
-    stage = start_stage(f"train@{backbone}-{variant}")
+    stage = start_stage(f"fine_tune@{backbone}" if variant == "finetuned" else f"train@{backbone}-{variant}")
     params, cfg, seed = stage.params, stage.params.train, stage.params.seed
     feat_path = paths.features("image", backbone)
     X, ids, meta = files.load_features(feat_path)
     aug_X = aug_ids = None
-    if variant == "augmented":
+    if variant in transfer.WITH_VIEWS:
         aug_X, aug_ids, aug_meta = files.load_features(paths.augmented(backbone))
         transfer.check_same_weights(meta, aug_meta, paths.augmented(backbone), f"re-run `dvc repro augment@{backbone}`")
     catalog = load_catalog(paths.CATALOG)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from .data.params import DataParams
 from .evaluate.params import ClusterParams
@@ -64,6 +64,14 @@ class PipelineParams(Section):
     backbones: list[Literal[backbones()]]                  # augment@<b>, train@<b>-<variant>
     variants: list[Literal["base", "augmented"]]
     multiseed: list[Literal[IMAGE.names("deep")]]          # multiseed@<b>
+    fine_tune: list[Literal[tuple(b for b in backbones() if "keras" in IMAGE[b].extra)]]   # fine_tune@<b>: Keras only
+
+    @model_validator(mode="after")
+    def fine_tune_backbones_are_augmented(self):
+        missing = [b for b in self.fine_tune if b not in self.backbones]
+        if missing:
+            raise ValueError(f"fine_tune {missing}: not in pipeline.backbones (fine_tune@<b> starts from augment@<b>)")
+        return self
 
 
 with warnings.catch_warnings():  # the `register` section shadows ABCMeta.register on the class, harmlessly

@@ -148,7 +148,7 @@ def test_check_same_weights_refuses_other_weights():
 
 # ------------------------------------------------------------------------------------ Keras head
 RAW = {"head": {"units": 16, "dropout": 0.5}, "optimizer": "adam", "lr": 0.01, "batch_size": 8, "epochs": 30,
-       "patience": 5, "fine_tune": {"unfreeze_layers": 0, "lr": 1e-4, "epochs": 1},
+       "patience": 5, "fine_tune": {"unfreeze_layers": 2, "lr": 1e-4, "epochs": 1},
        "augment": {"views": 1, "flip": True, "rotation": 10.0, "zoom": 0.1, "brightness": 0.1}}
 CFG = TrainParams.model_validate(RAW)
 
@@ -184,10 +184,9 @@ def test_keras_head_learns_and_is_deterministic(tmp_path):
             np.testing.assert_array_equal(z[k], arrays[k])
 
 
-def test_train_classifier_head_only_scores_val_and_test(caplog):
+def test_train_classifier_head_only_scores_val_and_test():
     """A backbone without a Keras model (torch): the head alone, fitted on the fit rows, scored once on val
     and test; fine-tuning asked for is ignored with a warning."""
-    import logging
 
     from fkstudy.train import keras_head
 
@@ -202,11 +201,11 @@ def test_train_classifier_head_only_scores_val_and_test(caplog):
     assert 1 <= r.info["best_epoch"] <= r.info["epochs_run"] and r.timings["fit_seconds"] > 0
     ex = r.examples(2, seed=0)
     assert len(ex) == 2 and set(ex) <= set(range(len(d.splits.y_test)))  # all correct: no incorrect example
-    ft = TrainParams.model_validate({**RAW, "fine_tune": {"unfreeze_layers": 2, "lr": 1e-4, "epochs": 1}})
-    with caplog.at_level(logging.WARNING, logger="test-transfer"):
-        r2 = transfer.train_classifier("efficientnet_lite0", "augmented", d, ft, seed=3,
-                                       log=logging.getLogger("test-transfer"))
-    assert r2.unfreeze == 0 and "unfreeze_layers=2 ignored for efficientnet_lite0" in caplog.text
+    # the augmented variant never unfreezes (that is the finetuned variant), and a torch backbone has no finetuned one
+    r2 = transfer.train_classifier("efficientnet_lite0", "augmented", d, CFG, seed=3)
+    assert r2.unfreeze == 0 and r2.full is None
+    with pytest.raises(ValueError, match="efficientnet_lite0: the finetuned variant trains a Keras backbone"):
+        transfer.train_classifier("efficientnet_lite0", "finetuned", d, CFG, seed=3)
 
 
 def test_unknown_optimizer_names_the_param():

@@ -21,7 +21,8 @@ from ..evaluate.metrics import scores
 from ..files import row_index
 from . import keras_head
 
-VARIANTS = ("base", "augmented")
+VARIANTS = ("base", "augmented", "finetuned")
+WITH_VIEWS = ("augmented", "finetuned")   # the head is first fitted on the train photos + their augmented views
 
 
 @dataclass
@@ -50,9 +51,9 @@ def prepare(X, ids, catalog: pd.DataFrame, variant: str, aug_X=None, aug_ids=Non
         raise ValueError(f"train/val/test rows: {len(s.y_train)}/{len(s.y_val)}/{len(s.y_test)} — every split "
                          "needs photos with features")
     X_fit, y_fit, src = s.X_train, s.y_train, s.ids_train
-    if variant == "augmented":
+    if variant in WITH_VIEWS:
         if aug_X is None or aug_ids is None:
-            raise ValueError("the augmented variant needs the augmented views file (stage augment)")
+            raise ValueError(f"the {variant} variant needs the augmented views file (stage augment)")
         src_ids = np.array([source_id(v) for v in np.asarray(aug_ids).tolist()])
         label = dict(zip(catalog["id"], catalog["category"]))
         X_fit = np.concatenate([s.X_train, np.asarray(aug_X, dtype=s.X_train.dtype)])
@@ -99,18 +100,17 @@ def train_classifier(backbone: str, variant: str, d: TrainData, cfg, seed: int, 
 
     1. The Keras head is fitted on the cached backbone features (train [+ views]), early-stopped on val.
     2. Keras backbones (`load_backbone()` -> the frozen backbone model, `preprocess` its input function):
-       assembled with the head into one model; for the augmented variant with
-       `cfg.fine_tune.unfreeze_layers` > 0, fine-tuned end to end on the photos (`images` uint8 with their
-       `image_ids`), augmented on the fly. torch backbones keep the head alone.
+       assembled with the head into one model; for the finetuned variant (the seed study's "augmented":
+       augmentation plus its last `cfg.fine_tune.unfreeze_layers` layers trainable, VGG16's block5 = 3),
+       fine-tuned end to end on the photos (`images` uint8 with their `image_ids`), augmented on the fly.
+       torch backbones keep the head alone (and have no finetuned variant).
     3. Val and test are scored once (the fine-tuned model on the photos, else the head on the features).
     """
     s, classes = d.splits, d.classes
-    unfreeze = cfg.fine_tune.unfreeze_layers if variant == "augmented" else 0
+    unfreeze = cfg.fine_tune.unfreeze_layers if variant == "finetuned" else 0
     if unfreeze and load_backbone is None:
-        if log is not None:
-            log.warning("train.fine_tune.unfreeze_layers=%d ignored for %s: not a Keras backbone; its augmented "
-                        "variant uses the frozen precomputed views only", unfreeze, backbone)
-        unfreeze = 0
+        raise ValueError(f"{backbone}: the finetuned variant trains a Keras backbone end to end; {backbone} is not "
+                         "one (remove it from pipeline.fine_tune)")
     t0 = time.perf_counter()
     head, hist, info = keras_head.fit_head(d.X_fit, to_index(d.y_fit, classes), s.X_val, to_index(s.y_val, classes),
                                            len(classes), cfg, seed)
