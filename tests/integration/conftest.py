@@ -72,10 +72,16 @@ SMALL_PARAMS = {
     "multiseed.n_seeds": 2,
     "train.epochs": 30,
     "train.augment.views": 1,
+    "train.fine_tune.epochs": 1,   # fine_tune@vgg16: one end-to-end epoch on the subset's photos
     # every extractor and feature set runs; training on one Keras backbone with real weights, one torch, one
     # random-init (the same code paths as all five), multi-seed on one: ~8 stage processes fewer in CI
     "pipeline.backbones": ["vgg16", "efficientnet_lite2", "mobilenetv3small"],
     "pipeline.multiseed": ["vgg16"],
+    # cluster@ on every set but the random-init image ones and the name-only copy of mpnet (same code, other
+    # files): 4 stage processes fewer
+    "pipeline.cluster": ["text_bow", "text_tfidf", "text_word2vec", "text_glove", "text_bert", "text_mpnet",
+                         "text_use", "image_classical", "image_sift_bovw", "image_orb_bovw", "image_vgg16",
+                         "image_efficientnet_lite0", "image_efficientnet_lite2"],
 }
 
 

@@ -11,8 +11,8 @@ for byte, and no wall-clock figure in any metrics file (those go to reports/timi
 
 Scope of the second run. By default the stages that load neither TensorFlow nor torch (CPU_TARGETS
 and everything upstream of them: ingest, clean_text, text_features@{bow,tfidf,word2vec,glove,use},
-prep_images, image_features@{classical,sift_bovw,orb_bovw}, their cluster@ and text_classifier@ stages),
-to keep CI short. FKSTUDY_DETERMINISM=full re-runs every target, deep extractors included.
+prep_images, image_features@{classical,sift_bovw,orb_bovw}, and one or two of their cluster@ and
+text_classifier@ stages), to keep CI short. FKSTUDY_DETERMINISM=full re-runs every target, deep extractors included.
 Measured on the 2-core machine (n_jobs 2, both runs the same thread counts), full scope:
 every metrics file and every feature file byte-identical, including VGG16 / EfficientNetB0 /
 MobileNetV3Small (TensorFlow, oneDNN), EfficientNet-Lite0 / CLIP / MiniLM (torch) and t-SNE
@@ -41,9 +41,12 @@ pytestmark = pytest.mark.integration
 # text_classifier@*. Training, fusion and the report come after (test_pipeline.py runs them).
 TARGETS = ("cluster", "text_classifier")
 CPU_TEXT = ("bow", "tfidf", "word2vec", "glove", "use")  # `use` is the packaged numpy port, no TF
-CPU_TARGETS = (*[f"cluster@text_{m}" for m in CPU_TEXT],
-               *[f"cluster@image_{m}" for m in ("classical", "sift_bovw", "orb_bovw")],
-               *[f"text_classifier@{m}" for m in CPU_TEXT])
+# Every CPU feature extractor, and the seeded steps after them once each kind: t-SNE + KMeans on a fitted text set
+# (Word2Vec) and on a KMeans-vocabulary image set (SIFT BoVW), the CV'd classifier on a sparse and a dense set.
+# (Each further cluster@ / text_classifier@ stage runs the same code on another file: ~20 s of CI each.)
+CPU_TARGETS = (*[f"text_features@{m}" for m in CPU_TEXT],
+               *[f"image_features@{m}" for m in ("classical", "sift_bovw", "orb_bovw")],
+               "cluster@text_word2vec", "cluster@image_sift_bovw", "text_classifier@tfidf", "text_classifier@use")
 
 # Outputs a library keeps from being byte-identical between two processes, and the bound checked
 # instead: {path relative to the repo: (reason, max absolute difference allowed)}. Empty when every
