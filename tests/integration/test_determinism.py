@@ -39,7 +39,8 @@ pytestmark = pytest.mark.integration
 # Every study stage up to the clustering and the text classifiers: ingest, clean_text,
 # text_features@*, prep_images, image_features@*, pretrained, deep_features@*, cluster@*,
 # text_classifier@*. Training, fusion and the report come after (test_pipeline.py runs them).
-TARGETS = ("cluster", "text_classifier")
+# image_features by name: the fixture may cluster fewer sets than there are extractors.
+TARGETS = ("cluster", "text_classifier", "image_features")
 CPU_TEXT = ("bow", "tfidf", "word2vec", "glove", "use")  # `use` is the packaged numpy port, no TF
 # Every CPU feature extractor, and the seeded steps after them once each kind: t-SNE + KMeans on a fitted text set
 # (Word2Vec) and on a KMeans-vocabulary image set (SIFT BoVW), the CV'd classifier on a sparse and a dense set.
