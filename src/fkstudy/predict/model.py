@@ -60,6 +60,7 @@ def output_columns(top_k: int = TOP_K) -> list[str]:
 def check_servable(config: dict) -> None:
     """Refuse, with the reason and the fix, a bundle whose features cannot be made from raw inputs here."""
     from ..text.registry import TEXT
+    from ..train.name_head import expected_params
 
     t, i = config["text"], config["image"]
     TEXT_SETS, IMAGE_SETS = servable_sets()
@@ -74,7 +75,7 @@ def check_servable(config: dict) -> None:
         raise UnservableError("text_features.use.tfhub_handle is set: serving would need TensorFlow beside torch; "
                               "use the packaged USE (tfhub_handle: \"\")")
     n = config.get("name")
-    if n and n.get("params") != {**t["params"], "field": "name"}:
+    if n and n.get("params") != expected_params(t["params"]):
         raise UnservableError(f"the name head's features ({n.get('set')}: {n.get('params')}) are not the text set's "
                               "encoder on the name alone: the predictor could not rebuild them; re-run the fusion stage")
     if i["set"] not in IMAGE_SETS:

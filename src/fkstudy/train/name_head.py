@@ -38,13 +38,18 @@ class NameFit:
     ids_val: np.ndarray
 
 
+def expected_params(text_params: dict) -> dict:
+    """The params the name features must have: the text set's, on the name field."""
+    return {**text_params, "field": "name"}
+
+
 def check_set(text_set: str, t_meta: dict, name_set: str, n_meta: dict) -> dict:
     """The name head's features must be what the served model makes of a name-only product: the text set's
     encoder, same settings, on the name field (the predictor runs one text encoder). Returns {"set", "params"}
     for the bundle; a mismatch is a ValueError saying which setting to change."""
     from ..text.registry import TEXT
 
-    want = {**t_meta.get("params", {}), "field": "name"}
+    want = expected_params(t_meta.get("params", {}))
     got = n_meta.get("params", {})
     if TEXT[name_set].function != TEXT[text_set].function or got != want:
         diff = {k: (got.get(k), want.get(k)) for k in sorted(set(got) | set(want)) if got.get(k) != want.get(k)}
@@ -61,10 +66,10 @@ def fit(name_X, name_ids, catalog: pd.DataFrame, cfg: heads.HeadParams, seed: in
     stratified CV over train+val with C frozen, then the served head refitted on train+val with C frozen.
     Never holds a test row."""
     ids = common_ids(catalog, name_ids)
-    cat = catalog.set_index("id").loc[ids]
-    ids = ids[cat["split"].isin(("train", "val")).to_numpy()]
+    by_id = catalog.set_index("id")
+    ids = ids[by_id.loc[ids, "split"].isin(("train", "val")).to_numpy()]
     assert_no_test(ids, catalog, ("train", "val"))
-    cat = catalog.set_index("id").loc[ids]
+    cat = by_id.loc[ids]
     N, y, split = align(name_X, name_ids, ids).astype(np.float64), cat["category"].to_numpy(), cat["split"].to_numpy()
     tr, va = split == "train", split == "val"
     assert_no_test(ids[tr], catalog, ("train",))
