@@ -13,6 +13,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from ..precision import PRECISIONS, autocast, warn_if_emulated  # noqa: F401  (used by both frameworks' extractors)
+
 log = logging.getLogger("fkstudy")
 
 
@@ -73,33 +75,6 @@ def count_params(model) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
-PRECISIONS = ("float32", "bfloat16")
-
-
-def autocast(precision: str):
-    """The context a torch model runs in: bfloat16 autocast on the CPU (oneDNN, AMX where the CPU has it)
-    or nothing for float32."""
-    import contextlib
-
-    import torch
-
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "bfloat16":
-        warn_if_emulated()
-    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bfloat16" else contextlib.nullcontext()
-
-
-def warn_if_emulated() -> None:
-    """Log once per process when bfloat16 cannot use the CPU's bf16 units (fkstudy.numerics.bfloat16_note)."""
-    import logging
-
-    note = bfloat16_note()
-    if note and not getattr(warn_if_emulated, "said", False):
-        logging.getLogger(__name__).warning(note)
-        warn_if_emulated.said = True
-
-
 def set_tf_threads(n_jobs: int) -> None:
     """TF intra/inter-op threads; only effective before TF runs its first op in this process."""
     from ..frameworks import tensorflow
@@ -125,17 +100,3 @@ def extract(name: str, images: np.ndarray, params, ctx) -> tuple[np.ndarray, dic
     from .registry import IMAGE
 
     return IMAGE.check(name, "deep").load()(images, params, ctx)
-
-
-def bfloat16_note(environ=None) -> str | None:
-    """Why bfloat16 will be slow here, or None: a pinned tier caps oneDNN below AVX512_BF16 / AMX, so bfloat16
-    matmuls and convolutions are emulated (slower than float32). bfloat16 pays only with FKSTUDY_NUMERICS=native,
-    and its features then differ between CPUs (the price of AMX); float32 is the reproducible default."""
-    from ..numerics import MODE_VAR, TIERS, mode
-
-    tier = mode(environ)
-    if tier == "native":
-        return None
-    return (f"precision bfloat16 under {MODE_VAR}={tier}: oneDNN is capped at "
-            f"{TIERS[tier]['ONEDNN_MAX_CPU_ISA']} (no AVX512_BF16 / AMX), so bfloat16 is emulated and slower than "
-            f"float32; run with {MODE_VAR}=native for the AMX speed (features then not bit-identical across CPUs)")

@@ -21,9 +21,6 @@ framework only (TF then torch in one process has segfaulted here).
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import importlib.util
 import logging
 import os
 import warnings
@@ -32,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import StudyError
+from ..weightfiles import WeightsPolicy, package_file, package_version, portable, sha256_file  # noqa: F401
 
 log = logging.getLogger("fkstudy")
 
@@ -56,20 +54,6 @@ class CorruptWeightsError(StudyError, ValueError):
 
 class RandomInitWarning(UserWarning):
     """A model runs with random weights: its features are not ImageNet features."""
-
-
-@dataclass(frozen=True)
-class WeightsPolicy:
-    """The `pretrained` params: where to look and what to do when nothing is found."""
-
-    dir: str = "weights"
-    allow_random_init: bool = False
-    allow_download: bool = True
-
-    @classmethod
-    def from_params(cls, pretrained) -> "WeightsPolicy":
-        return cls(dir=pretrained.dir, allow_random_init=pretrained.allow_random_init,
-                   allow_download=pretrained.allow_download)
 
 
 @dataclass(frozen=True)
@@ -114,21 +98,6 @@ def torch_hub_checkpoints() -> Path:
         return Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints"
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
     return Path(xdg) / "torch" / "hub" / "checkpoints"
-
-
-def package_file(package: str, relative: str) -> Path | None:
-    """A data file shipped inside an installed package, without importing the package."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0]) / relative
-
-
-def package_version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def keras_spec(model: str, file: str, url_path: str, ctor: str) -> WeightSpec:
@@ -201,14 +170,6 @@ def clip_spec(arch: str = "ViT-B-32", tag: str = "openai") -> WeightSpec:
 
 
 # --------------------------------------------------------------------------- resolution
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def locate(spec: WeightSpec, local_dir: str | os.PathLike) -> tuple[Path, str] | None:
     """First existing weights file: (path, "local") from the local dir, else (path, "cache")."""
     for name in spec.local_names:
@@ -224,28 +185,6 @@ def locate(spec: WeightSpec, local_dir: str | os.PathLike) -> tuple[Path, str] |
 def download_allowed(allow_download: bool) -> bool:
     """The download step runs unless disabled by param or by the standard offline switch."""
     return allow_download and os.environ.get("HF_HUB_OFFLINE", "0") in ("", "0", "false", "False")
-
-
-def portable(path: str | os.PathLike) -> str:
-    """A path as the same on every machine: `<package>/<file>` inside site-packages (wherever the
-    environment lives: a venv under the home directory or the checkout must not put its own path, e.g.
-    `~/.cache/fkstudy/venv-<hash>/lib/python3.11/...`, into a record), else relative to the cwd (the
-    repository) when inside it, `~/…` under the home directory, else the file name alone."""
-    p = Path(path)
-    if not p.is_absolute():
-        return p.as_posix()
-    p = p.resolve()
-    parts = p.parts
-    for marker in ("site-packages", "dist-packages"):
-        if marker in parts:
-            last = len(parts) - 1 - parts[::-1].index(marker)
-            return "/".join(parts[last + 1:])
-    for root, label in ((Path.cwd().resolve(), ""), (Path.home().resolve(), "~/")):
-        try:
-            return label + p.relative_to(root).as_posix()
-        except ValueError:
-            pass
-    return p.name
 
 
 def record_for(spec: WeightSpec, path: Path | None, origin: str, with_sha: bool = True) -> dict:

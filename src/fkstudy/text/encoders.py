@@ -44,7 +44,7 @@ def encode_mean_pooled(tokenizer, model, docs: list[str], batch_size: int, max_l
     precision "bfloat16" runs the encoder under torch.autocast (oneDNN / AMX matmuls); the pooling is float32."""
     import torch
 
-    from ..image.deep import autocast
+    from ..precision import autocast
 
     out = []
     with torch.inference_mode():

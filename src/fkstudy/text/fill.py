@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import StudyError
-from ..image.weights import package_version, portable, sha256_file
+from ..weightfiles import package_version, portable, sha256_file
 
 MPNET_DIR = "all-mpnet-base-v2"
 MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
