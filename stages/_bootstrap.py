@@ -23,4 +23,7 @@ if str(SRC) not in sys.path:
 # TensorFlow / OpenCV load: same params -> bit-identical features and metrics
 from fkstudy import numerics  # noqa: E402
 
-numerics.pin()
+try:
+    numerics.pin()
+except RuntimeError as exc:  # a tier this CPU cannot run: one line, before any library could die with SIGILL
+    sys.exit(f"error: {exc}")

@@ -9,9 +9,11 @@ t-SNE + KMeans turn that into another clustering. Measured (bench/, /tmp/det har
 (Xeon, AMX) against simulated Skylake-SP / Cascade Lake / Ice Lake / Haswell / Zen CPUs (CPUID
 faulting), every extractor of the image and text registries, threads 1 vs 2, heap alignment.
 
-What. `PINNED_ENV` (the default "avx512" tier) caps each library at a code path that every x86-64 CPU with
-AVX-512 runs the same way (Skylake-SP and later Xeons, AMD Zen 4: every machine of the study's kind); the
-"avx2" tier does the same for every CPU with AVX2 (FKSTUDY_NUMERICS=avx2; ~1.5x the CPU time of MiniLM). `pin()` sets the variables in os.environ and must run
+What. `PINNED_ENV` (the default "avx2" tier) caps each library at a code path that every x86-64 CPU with AVX2
+runs the same way (Haswell and later Intel, every AMD Zen); the "avx512" tier (FKSTUDY_NUMERICS=avx512) does the
+same for CPUs with AVX-512 only, at ~2/3 of the CPU time of MiniLM. The default was "avx512" until the study met
+a machine without AVX-512 (an AMD EPYC with AVX2): there OpenBLAS's forced SkylakeX kernels stop the process
+with an illegal instruction (SIGILL), so the tier every machine can run is the default. `pin()` sets the variables in os.environ and must run
 before numpy / torch / TensorFlow / OpenCV load (stages/_bootstrap.py calls it first thing).
 FKSTUDY_NUMERICS=native pins nothing (native-speed benchmarks; bfloat16 on AMX): such runs are not
 reproducible across machines. `describe()` says what is in force (for metrics and the README).
@@ -60,7 +62,7 @@ TIERS: dict[str, dict[str, str]] = {
         "OPENBLAS_CORETYPE": "SkylakeX",
     },
 }
-DEFAULT_TIER = "avx512"   # the study's machines all have AVX-512; "avx2" widens the guarantee at ~1.5x CPU
+DEFAULT_TIER = "avx2"     # every x86-64 machine runs it; "avx512" (faster on AVX-512 CPUs) crashes without AVX-512
 PINNED_ENV: dict[str, str] = TIERS[DEFAULT_TIER]
 
 # A machine may preset these for correctness (old OpenBLAS builds crash or compute wrongly on CPUs
@@ -79,6 +81,29 @@ def mode(environ=None) -> str:
     return value
 
 
+REQUIRED_FLAG = {"avx2": "avx2", "avx512": "avx512f"}   # /proc/cpuinfo flag each tier's code paths need
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str] | None:
+    """The CPU's feature flags (None where /proc/cpuinfo cannot be read: not Linux)."""
+    try:
+        with open(cpuinfo, encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        return None
+    return None
+
+
+def check_cpu(tier: str, flags: set[str] | None) -> None:
+    """Refuse, on one line, a tier this CPU cannot run (its forced kernels would die with SIGILL)."""
+    need = REQUIRED_FLAG.get(tier)
+    if need and flags is not None and need not in flags:
+        raise RuntimeError(f"{MODE_VAR}={tier}: this CPU has no {need.upper()} (its pinned kernels would stop with "
+                           f"an illegal instruction); use {MODE_VAR}=avx2 (the default) or native")
+
+
 def pinned_env(environ=None) -> dict[str, str]:
     """The variables the tier in force pins ({} for native)."""
     tier = mode(environ)
@@ -92,6 +117,7 @@ def pin(environ=None) -> dict[str, str]:
     if mode(environ) == "native":
         return {}
     if environ is os.environ:
+        check_cpu(mode(environ), cpu_flags())
         loaded = [m for m in LIBRARIES if m in sys.modules]
         if loaded:
             import warnings

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+from fkstudy import numerics
 from fkstudy.errors import StudyError
 from fkstudy.params import ParamsError, load_params
 from fkstudy.pipeline import PipelineError, declared_params, stages
@@ -300,9 +301,24 @@ def test_a_missing_dvc_yaml_is_a_pipeline_error(tmp_path):
 
 def test_bfloat16_note_only_when_a_tier_caps_onednn():
     from fkstudy import numerics
-    from fkstudy.image.deep import bfloat16_note
+    from fkstudy.precision import bfloat16_note
 
     assert bfloat16_note({numerics.MODE_VAR: "native"}) is None
     for tier in numerics.TIERS:
         note = bfloat16_note({numerics.MODE_VAR: tier})
         assert "emulated" in note and numerics.TIERS[tier]["ONEDNN_MAX_CPU_ISA"] in note and "native" in note
+
+
+def test_a_tier_the_cpu_cannot_run_is_refused_on_one_line(tmp_path):
+    """The avx512 tier forces OpenBLAS's SkylakeX kernels: on an AVX2-only CPU (an AMD EPYC here) that was a SIGILL
+    in the middle of a stage; now it is refused before any library loads."""
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse4_2 avx fma avx2 bmi2\n")
+    flags = numerics.cpu_flags(str(info))
+    assert flags >= {"avx2", "fma"} and "avx512f" not in flags
+    numerics.check_cpu("avx2", flags)
+    numerics.check_cpu("native", flags)
+    with pytest.raises(RuntimeError, match=r"FKSTUDY_NUMERICS=avx512: this CPU has no AVX512F"):
+        numerics.check_cpu("avx512", flags)
+    numerics.check_cpu("avx512", None)   # unknown CPU (no /proc/cpuinfo): nothing to check
+    assert numerics.DEFAULT_TIER == "avx2"
