@@ -6,13 +6,12 @@ import pandas as pd
 from fkstudy import files, paths
 from fkstudy.data.catalog import load_catalog
 from fkstudy.evaluate import cluster
-from fkstudy.params import feature_sets
 from fkstudy.plots import cluster as cluster_plots
 from fkstudy.runtime import run_stage, stage_argument, start_stage
 
 
 def main(argv=None) -> None:
-    (name,) = stage_argument(argv, [feature_sets()], "python stages/cluster.py <feature set>")
+    (name,) = stage_argument(argv, [None], "python stages/cluster.py <feature set>")  # start_stage: a dvc.yaml stage
     stage = start_stage(f"cluster@{name}")
     p, seed = cluster.params_for(stage.params.cluster, name), stage.params.seed
     path = paths.feature_set(name)

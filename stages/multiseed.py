@@ -8,14 +8,13 @@ from fkstudy import files, paths, tracking
 from fkstudy.data.catalog import load_catalog
 from fkstudy.data.splits import split_by_id
 from fkstudy.evaluate.metrics import confusion_table, rounded
-from fkstudy.image.registry import IMAGE
 from fkstudy.plots import train as train_plots
 from fkstudy.runtime import log, run_stage, stage_argument, start_stage
 from fkstudy.train import recipes
 
 
 def main(argv=None) -> None:
-    (name,) = stage_argument(argv, [IMAGE.names("deep")], "python stages/multiseed.py <backbone>")
+    (name,) = stage_argument(argv, [None], "python stages/multiseed.py <backbone>")  # start_stage: a dvc.yaml stage
     stage = start_stage(f"multiseed@{name}")
     p, seed, experiment = stage.params.multiseed, stage.params.seed, stage.params.mlflow.experiment
     path = paths.features("image", name)

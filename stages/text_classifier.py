@@ -7,12 +7,11 @@ from fkstudy.data.catalog import load_catalog
 from fkstudy.evaluate.metrics import rounded
 from fkstudy.plots import train as train_plots
 from fkstudy.runtime import log, run_stage, stage_argument, start_stage
-from fkstudy.text.registry import TEXT
 from fkstudy.train import recipes
 
 
 def main(argv=None) -> None:
-    (name,) = stage_argument(argv, [TEXT.names()], "python stages/text_classifier.py <text method>")
+    (name,) = stage_argument(argv, [None], "python stages/text_classifier.py <text method>")  # start_stage: a dvc.yaml stage
     stage = start_stage(f"text_classifier@{name}")
     p, seed = stage.params.text_classifier, stage.params.seed
     path = paths.features("text", name)

@@ -8,10 +8,10 @@ import _bootstrap  # noqa: F401
 import pandas as pd
 
 from fkstudy import files, paths, tracking
-from fkstudy.image.weights import WeightsPolicy
 from fkstudy.registry import Context
 from fkstudy.runtime import log, run_stage, stage_argument, start_stage
 from fkstudy.text.registry import TEXT
+from fkstudy.weightfiles import WeightsPolicy
 
 
 def main(argv=None) -> None:

@@ -1,114 +1,108 @@
-"""params.yaml: load it, validate it against the schema, and hand it out typed.
+"""params.yaml: load it, validate the sections a caller needs against their schema, hand them out typed.
 
-The schema is one pydantic model per section (`Params`), assembled from the section models that live
-beside their code and from the registries (text, image, heads): a method's section is validated by the
-params model of its registry entry. `dvc exp run -S key=value` with a mistyped key silently adds a new
-param, and a wrong type only fails deep inside a library: every stage loads params.yaml through
-`load_params`, which refuses unknown keys, wrong types and out-of-range values with a `ParamsError`
-naming the dotted key. Stages then see only the keys their dvc.yaml entry declares
-(fkstudy.runtime.start_stage).
+Each section of params.yaml has one pydantic model (`SECTIONS`: section -> "module:Model"), living beside the
+code that reads it; a method's section (text_features.bert, deep_features.vgg16) is validated by the params
+model of its registry entry. A stage loads and validates ONLY the sections its dvc.yaml entry declares
+(fkstudy.runtime.start_stage), importing only their models: a text stage never imports the image registry,
+and the code dependencies generated from the imports (fkstudy.codedeps) stay small and exact. Every load
+also refuses an unknown top-level key (`dvc exp run -S clsuter.n_seeds=3` silently adds a key). Within a
+section: unknown keys, wrong types and out-of-range values are refused with a `ParamsError` naming the
+dotted key. A section naming another section's method (fusion.text_set) is checked against the raw file's
+keys (fkstudy.schema.check_method), not by importing the other registry.
+
+`load_params(path)` without sections validates the whole file (tests, CLIs): `Params` is that full model.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
+from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Iterable
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, create_model
 
-from .data.params import DataParams
-from .evaluate.params import ClusterParams
-from .image.params import (
-    DeepFeaturesParams,
-    ImageFeaturesParams,
-    PrepImagesParams,
-    PretrainedParams,
-)
-from .image.registry import IMAGE, backbones
 from .paths import repo_root
 from .schema import ParamsError, Section, params_error
-from .text.params import CleanTextParams, TextFeaturesParams
-from .text.registry import TEXT
-from .train.params import (
-    FusionParams,
-    GradcamParams,
-    LabelAuditParams,
-    MultiseedParams,
-    RegisterParams,
-    TextClassifierParams,
-    TrainParams,
-    ZeroShotParams,
-)
 
-__all__ = ["Params", "ParamsError", "load_params", "validate_params", "repo_root", "feature_sets"]
+__all__ = ["SECTIONS", "SCALARS", "Params", "ParamsError", "load_params", "validate_params", "repo_root",
+           "section_model"]
 
-
-class MlflowParams(Section):
-    experiment: str
-
-
-def feature_sets() -> tuple[str, ...]:
-    """Every feature set the registries can make: text_<method>, then image_<method>."""
-    return tuple(f"text_{n}" for n in TEXT) + tuple(f"image_{n}" for n in IMAGE)
-
-
-class PipelineParams(Section):
-    """Which stage instances exist (dvc.yaml's foreach / matrix lists); no stage reads this section."""
-
-    text: list[Literal[TEXT.names()]]                      # text_features@<m>, text_classifier@<m>
-    image: list[Literal[IMAGE.names("classical")]]         # image_features@<m>
-    deep: list[Literal[IMAGE.names("deep")]]               # deep_features@<m>
-    cluster: list[Literal[feature_sets()]]                 # cluster@<set>
-    backbones: list[Literal[backbones()]]                  # augment@<b>, train@<b>-<variant>
-    variants: list[Literal["base", "augmented"]]
-    multiseed: list[Literal[IMAGE.names("deep")]]          # multiseed@<b>
-    fine_tune: list[Literal[tuple(b for b in backbones() if "keras" in IMAGE[b].extra)]]   # fine_tune@<b>: Keras only
-
-    @model_validator(mode="after")
-    def fine_tune_backbones_are_augmented(self):
-        missing = [b for b in self.fine_tune if b not in self.backbones]
-        if missing:
-            raise ValueError(f"fine_tune {missing}: not in pipeline.backbones (fine_tune@<b> starts from augment@<b>)")
-        return self
+# Top-level keys holding one value
+SCALARS: dict[str, object] = {
+    "seed": Annotated[int, Field(ge=0)],                 # split, Word2Vec, t-SNE, KMeans, training
+    "n_jobs": Annotated[int, Field(ge=1, le=64)],        # threads each stage may use
+}
+# Sections: the model that validates each, imported only when a caller needs that section.
+# fkstudy.codedeps reads this table: a stage's code dependencies include the modules of the sections it declares.
+SECTIONS: dict[str, str] = {
+    "pipeline": "fkstudy.pipeline_params:PipelineParams",
+    "data": "fkstudy.data.params:DataParams",
+    "clean_text": "fkstudy.text.clean:CleanTextParams",
+    "text_features": "fkstudy.text.params:TextFeaturesParams",
+    "cluster": "fkstudy.evaluate.params:ClusterParams",
+    "mlflow": "fkstudy.tracking:MlflowParams",
+    "prep_images": "fkstudy.image.preprocess:PrepImagesParams",
+    "image_features": "fkstudy.image.params:ImageFeaturesParams",
+    "pretrained": "fkstudy.weightfiles:PretrainedParams",
+    "deep_features": "fkstudy.image.params:DeepFeaturesParams",
+    "train": "fkstudy.train.params:TrainParams",
+    "gradcam": "fkstudy.train.params:GradcamParams",
+    "zero_shot": "fkstudy.train.params:ZeroShotParams",
+    "multiseed": "fkstudy.train.params:MultiseedParams",
+    "fusion": "fkstudy.train.params:FusionParams",
+    "text_classifier": "fkstudy.train.params:TextClassifierParams",
+    "register": "fkstudy.train.params:RegisterParams",
+    "label_audit": "fkstudy.train.params:LabelAuditParams",
+}
+TOP_LEVEL = (*SCALARS, *SECTIONS)
 
 
-with warnings.catch_warnings():  # the `register` section shadows ABCMeta.register on the class, harmlessly
-    warnings.filterwarnings("ignore", message='Field name "register"')
-
-    class Params(Section):
-        pipeline: PipelineParams
-        seed: int = Field(ge=0)                 # split, Word2Vec, t-SNE, KMeans, training
-        n_jobs: int = Field(ge=1, le=64)        # threads each stage may use
-        data: DataParams
-        clean_text: CleanTextParams
-        text_features: TextFeaturesParams
-        cluster: ClusterParams
-        mlflow: MlflowParams
-        prep_images: PrepImagesParams
-        image_features: ImageFeaturesParams
-        pretrained: PretrainedParams
-        deep_features: DeepFeaturesParams
-        train: TrainParams
-        gradcam: GradcamParams
-        zero_shot: ZeroShotParams
-        multiseed: MultiseedParams
-        fusion: FusionParams
-        text_classifier: TextClassifierParams
-        register: RegisterParams
-        label_audit: LabelAuditParams
+def section_model(section: str) -> type[Section]:
+    """The pydantic model of one section (imports its module)."""
+    module, _, attr = SECTIONS[section].partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
+@lru_cache(maxsize=None)
+def _model(keys: tuple[str, ...]) -> type[Section]:
+    """One model holding `keys` (top-level names) as required fields, in params.yaml's order."""
+    fields = {k: (SCALARS[k], ...) if k in SCALARS else (section_model(k), ...) for k in keys}
+    with warnings.catch_warnings():  # the `register` section shadows ABCMeta.register on the class, harmlessly
+        warnings.filterwarnings("ignore", message='Field name "register"')
+        return create_model("Params", __base__=Section, **fields)
 
-def validate_params(raw) -> Params:
-    """The typed params, or a ParamsError naming the first bad dotted key."""
+
+def __getattr__(name: str):
+    if name == "Params":  # the whole schema, built on first use (importing every section's module)
+        return _model(TOP_LEVEL)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def validate_params(raw, sections: Iterable[str] | None = None) -> Section:
+    """The typed params (only `sections` when given, else every key), or a ParamsError naming the first bad
+    dotted key. Unknown top-level keys are refused in both cases."""
     if not isinstance(raw, dict):
         raise ParamsError(f"params: the top level must be a mapping, got {raw!r}")
+    unknown = sorted(map(str, set(raw) - set(TOP_LEVEL)))
+    if unknown:
+        raise ParamsError(f"params: unknown key(s) {unknown} — a typo in `dvc exp run -S`? Known keys here: "
+                          f"{sorted(TOP_LEVEL)}")
+    if sections is None:
+        keys = TOP_LEVEL
+    else:
+        wanted = set(sections)
+        bad = sorted(wanted - set(TOP_LEVEL))
+        if bad:
+            raise ParamsError(f"params: no section(s) {bad} in the schema; known: {sorted(TOP_LEVEL)}")
+        keys = tuple(k for k in TOP_LEVEL if k in wanted)
+    model = _model(keys)
     try:
-        return Params.model_validate(raw)
+        return model.model_validate({k: raw[k] for k in keys if k in raw}, context={"raw": raw})
     except ValidationError as exc:
-        raise params_error(exc, Params) from None
+        raise params_error(exc, model) from None
 
 
 def read_yaml(path: str | os.PathLike) -> object:
@@ -125,8 +119,8 @@ def read_yaml(path: str | os.PathLike) -> object:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
 
 
-def load_params(path: str | os.PathLike | None = None) -> Params:
-    return validate_params(read_yaml(Path(path) if path else repo_root() / "params.yaml"))
+def load_params(path: str | os.PathLike | None = None, sections: Iterable[str] | None = None) -> Section:
+    return validate_params(read_yaml(Path(path) if path else repo_root() / "params.yaml"), sections)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import files, paths
 from .errors import StudyError, one_line
-from .params import Params, load_params, repo_root
+from .params import TOP_LEVEL, load_params, repo_root
 from .pipeline import declared_params
 
 log = logging.getLogger("fkstudy")
@@ -57,12 +57,15 @@ class DeclaredParams:
         if name.startswith("_"):
             raise AttributeError(name)
         key = self._prefix + name
-        value = getattr(self._model, name)  # AttributeError for a key that does not exist at all
         if self._covered(key):
             _audit(self._stage, key)
-            return value
+            return getattr(self._model, name)
         if any(d.startswith(key + ".") for d in self._declared):
-            return DeclaredParams(value, self._declared, self._stage, key + ".")
+            return DeclaredParams(getattr(self._model, name), self._declared, self._stage, key + ".")
+        if self._prefix:  # inside a loaded section: a key that does not exist at all is an AttributeError
+            getattr(self._model, name)
+        elif name not in TOP_LEVEL:
+            raise AttributeError(f"params.yaml has no key {name!r}")
         raise UndeclaredParamError(
             f"stage {self._stage} reads params key '{key}', which its dvc.yaml entry does not declare: add it "
             f"to the stage's `params:` list (declared: {list(self._declared)})")
@@ -107,9 +110,10 @@ class Stage:
         return write_timings(stage, {**extra, **self.timings}, key)
 
 
-def start_stage(name: str, params: Params | None = None) -> Stage:
-    """Log, load params.yaml (validated), restrict it to the keys dvc.yaml declares for `name`, pin the
-    thread pools to `n_jobs` and seed the global RNGs with `seed` (when declared), chdir to the repo."""
+def start_stage(name: str, params: Any | None = None) -> Stage:
+    """Log, load the params.yaml sections dvc.yaml declares for `name` (validated; no other section is loaded),
+    restrict them to the declared keys, pin the thread pools to `n_jobs` and seed the global RNGs with `seed`
+    (when declared), chdir to the repo."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(message)s",
                         stream=sys.stderr)
     for noisy in QUIET_LOGGERS:
@@ -117,7 +121,9 @@ def start_stage(name: str, params: Params | None = None) -> Stage:
     root = repo_root()
     os.chdir(root)
     declared = declared_params(name, root)
-    view = DeclaredParams(params if params is not None else load_params(root / "params.yaml"), declared, name)
+    if params is None:
+        params = load_params(root / "params.yaml", sections={d.split(".")[0] for d in declared})
+    view = DeclaredParams(params, declared, name)
     if "n_jobs" in declared:
         pin_threads(view.n_jobs)
     if "seed" in declared:
@@ -180,10 +186,10 @@ def timed(label: str, sink: dict | None = None, key: str | None = None):
 
 
 def write_timings(stage: str, timings: dict, key: str | None = None) -> str:
-    """Wall-clock figures of one stage run -> reports/timings/<stage>[/<key>].json (a DVC out, not a metric).
-
-    Timings differ on every run, so they stay out of metrics/ (kept byte-identical for the same
-    params) and out of feature-file meta (kept byte-identical too). Benchmarks and the report read them.
+    """Wall-clock figures of one stage run -> reports/timings/<stage>[/<key>].json: a git-ignored file, not a DVC
+    output. Timings differ on every run and on every machine, so they stay out of everything DVC hashes
+    (metrics/, plots/, the report, feature-file meta, dvc.lock): a run with the same code, params and data
+    leaves `git status` clean. The benchmarks (bench/) read them; training stages also log them to MLflow.
     """
     path = paths.timings(stage, key)
     files.write_json(path, {k: (round(v, 3) if isinstance(v, float) else v) for k, v in timings.items()})

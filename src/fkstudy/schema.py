@@ -119,3 +119,33 @@ def params_error(exc: ValidationError, model: type[BaseModel]) -> ParamsError:
     if missing:
         return ParamsError(f"params: missing key(s) {sorted(dotted(e['loc']) for e in missing)}")
     return ParamsError(_message(errors[0]))
+
+
+# ------------------------------------------------------------------------------ references between sections
+def methods(info, section: str) -> tuple[str, ...] | None:
+    """The methods params.yaml declares in `section` (its mapping-valued keys, e.g. text_features.bert), read
+    from the raw file the loader passes as validation context; None when validated without one (a section
+    model on its own, as in unit tests). A section that names another section's method (fusion.text_set,
+    cluster.tsne_perplexity_by_set) checks it here, so loading it never imports another modality's registry;
+    tests/unit/test_registries.py checks that these keys are the registries' names."""
+    raw = (info.context or {}).get("raw") if info is not None else None
+    if not isinstance(raw, dict):
+        return None
+    node = raw.get(section)
+    return tuple(k for k, v in node.items() if isinstance(v, dict)) if isinstance(node, dict) else ()
+
+
+def check_method(value: str, info, *sections: str) -> str:
+    """`value` must be a method of one of `sections` (see `methods`)."""
+    known = [m for s in sections for m in (methods(info, s) or ())]
+    if all(methods(info, s) is None for s in sections) or value in known:
+        return value
+    raise ValueError(f"must be one of {known} (the methods of {' / '.join(sections)}), got {value!r}")
+
+
+def feature_set_names(info) -> set[str] | None:
+    """text_<method> / image_<method> for every method params.yaml declares; None without context."""
+    text, classical, deep = (methods(info, s) for s in ("text_features", "image_features", "deep_features"))
+    if text is None:
+        return None
+    return {f"text_{m}" for m in text} | {f"image_{m}" for m in (*(classical or ()), *(deep or ()))}

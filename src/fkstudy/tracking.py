@@ -27,10 +27,17 @@ from pathlib import Path
 import numpy as np
 
 from .paths import repo_root
+from .schema import Section
 
 SQLITE_TIMEOUT_S = 60  # concurrent writers (dvc queue start -j N) wait instead of "database is locked"
 SERVER_SCHEMES = ("http://", "https://", "databricks")  # the server chooses where artifacts go
 log = logging.getLogger("fkstudy.tracking")
+
+
+class MlflowParams(Section):
+    """params.yaml section `mlflow`: the one experiment every training run of the study logs to."""
+
+    experiment: str
 
 
 def main_repo_root() -> Path:

@@ -1,6 +1,8 @@
 """Clustering evaluation on generated blobs: ARI, summaries, matching, and the join on id."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -250,8 +252,16 @@ def test_lsa_rows_are_unit_length_and_cluster_separable_data():
 def test_a_set_s_own_perplexity_and_the_split_aris():
     p = params(tsne_perplexity_by_set={"text_mpnet": 50})
     assert cl.params_for(p, "text_mpnet").tsne_perplexity == 50 and cl.params_for(p, "text_bert").tsne_perplexity == 10
-    with pytest.raises(ValueError, match="not feature sets"):   # a typo is an error, never silently the default
-        params(tsne_perplexity_by_set={"text_mpnett": 50})
+    # a typo is an error, never silently the default: checked against the methods params.yaml declares, as a
+    # stage loads the section (validate_params passes the whole file as context)
+    import yaml
+
+    from fkstudy.params import ParamsError, validate_params
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
+    raw["cluster"]["tsne_perplexity_by_set"] = {"text_mpnett": 50}
+    with pytest.raises(ParamsError, match=r"'cluster.tsne_perplexity_by_set'.*\['text_mpnett'\] are not feature sets"):
+        validate_params(raw, sections=["cluster"])
     labels = np.repeat(["a", "b", "c"], 4)
     clusters = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 1, 2])   # the last class has one row in the wrong cluster
     draw = cl.Draw("tsne", 0, 0.0, 0.0, 0.0, 0.0, 0.0, np.zeros((12, 2)), clusters)

@@ -13,7 +13,8 @@ import yaml
 from fkstudy import paths
 from fkstudy.image.params import DeepFeaturesParams, ImageFeaturesParams
 from fkstudy.image.registry import IMAGE, backbones, weight_spec
-from fkstudy.params import Params, feature_sets, load_params
+from fkstudy.params import Params, load_params
+from fkstudy.pipeline_params import feature_sets
 from fkstudy.pipeline import declared_params, stages
 from fkstudy.registry import UnknownMethodError
 from fkstudy.text.params import TextFeaturesParams
@@ -139,3 +140,19 @@ def test_unknown_method_is_named():
         TEXT["bertt"]
     with pytest.raises(UnknownMethodError, match="is a classical image representation, not deep"):
         IMAGE.check("classical", "deep")
+
+
+def test_the_methods_sections_name_are_the_registries(params):
+    """fusion.text_set, cluster.*_by_set, ... are checked against params.yaml's method keys (fkstudy.schema.methods),
+    so a stage loading them imports no registry: those keys must be the registries' names."""
+    import yaml
+
+    from fkstudy.schema import feature_set_names, methods
+
+    class Info:
+        context = {"raw": yaml.safe_load((ROOT / "params.yaml").read_text())}
+
+    same("methods of text_features", sorted(TEXT.names()), sorted(methods(Info, "text_features")))
+    same("methods of image_features", sorted(IMAGE.names("classical")), sorted(methods(Info, "image_features")))
+    same("methods of deep_features", sorted(IMAGE.names("deep")), sorted(methods(Info, "deep_features")))
+    assert feature_set_names(Info) == set(feature_sets())

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ..schema import Section
+from ..schema import Section, feature_set_names
 
 Reduction = Literal["none", "pca", "lsa", "tsne"]
 
@@ -39,17 +39,15 @@ class ClusterParams(Section):
     def check_limit(cls, v: int) -> int:
         return _no_limit_or_at_least(v)
 
-    @model_validator(mode="after")
-    def by_set_names_are_feature_sets(self):
-        from ..image.registry import IMAGE
-        from ..text.registry import TEXT
-
-        known = {f"text_{n}" for n in TEXT.names()} | {f"image_{n}" for n in IMAGE.names()}
-        for key in ("primary_by_set", "tsne_perplexity_by_set"):
-            unknown = sorted(set(getattr(self, key)) - known)
-            if unknown:
-                raise ValueError(f"{key}: {unknown} are not feature sets (text_<method> / image_<method>)")
-        return self
+    @field_validator("primary_by_set", "tsne_perplexity_by_set")
+    @classmethod
+    def by_set_names_are_feature_sets(cls, v: dict, info: ValidationInfo) -> dict:
+        known = feature_set_names(info)
+        unknown = sorted(set(v) - known) if known is not None else []
+        if unknown:
+            raise ValueError(f"{unknown} are not feature sets (text_<method> / image_<method> of params.yaml's "
+                             "text_features / image_features / deep_features)")
+        return v
 
     @model_validator(mode="after")
     def primary_is_computed(self):

@@ -21,19 +21,30 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pydantic import Field
 from tqdm import tqdm
 
 from ..errors import StudyError
+from ..schema import Section
 
 ASPECTS = ("pad", "crop", "stretch")
 FAIL_REASONS = ("missing", "unreadable", "truncated", "too_large", "error")
 _ORIENTATION_TAG = 0x0112
 _SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that rotate by 90 degrees
+
+
+class PrepImagesParams(Section):
+    size: int = Field(ge=32, le=1024)                 # square side of the cached images
+    aspect: Literal[ASPECTS]
+    blank_threshold: float = Field(ge=0.0, le=255.0)  # grey-level std below which a photo is near-blank
+    jpeg_draft: bool                                  # libjpeg reduced-size decoding (fast, anti-aliased)
+    samples_per_category: int = Field(ge=1, le=20)
 
 
 class NoImagesError(StudyError, RuntimeError):

@@ -9,13 +9,24 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Literal
 
 import pandas as pd
 
+from pydantic import Field
+
 from ..errors import StudyError
+from ..schema import Section
 
 _TOKEN = re.compile(r"[a-z]+|\d+")
 _SPACES = re.compile(r"\s+")
+
+
+class CleanTextParams(Section):
+    min_token_len: int = Field(ge=1, le=10)
+    stopwords: Literal["sklearn", "none"]   # scikit-learn's English list (NLTK's corpus cannot be downloaded here)
+    extra_stopwords: list[str]
+    keep_digits: bool
 
 
 def select_text(name: str, description: str, field: str) -> str:

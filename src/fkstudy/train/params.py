@@ -1,15 +1,14 @@
 """params.yaml sections of the supervised half: train (+ augment, fine_tune), gradcam, zero_shot, multiseed,
-text_classifier, fusion and register. Choices of methods and backbones come from the registries."""
+text_classifier, fusion and register. A method named here (fusion.text_set, ...) is checked against the methods
+params.yaml declares (fkstudy.schema.check_method), so loading these sections imports no registry."""
 from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ..image.registry import IMAGE
-from ..schema import Section
-from ..text.registry import TEXT
+from ..schema import Section, check_method
 from .head_registry import HeadParams
 
 
@@ -80,14 +79,24 @@ class CalibrationParams(Section):
 
 
 class FusionParams(CVParams):
-    text_set: Literal[TEXT.names()]
-    image_set: Literal[IMAGE.names("deep")]         # a REAL representation: random-init files are refused
-    name_set: Literal[TEXT.names()]                 # text_set's encoder on the name alone: the name-only head
+    text_set: str                                   # a method of text_features
+    image_set: str                                  # a method of deep_features, with REAL weights (random-init refused)
+    name_set: str                                   # text_set's encoder on the name alone: the name-only head
     modes: list[Literal["concat", "average_proba", "geometric_proba"]] = Field(min_length=1)
     text_weights: list[Annotated[float, Field(ge=0.0, le=1.0)]]   # w of P_text; 0 and 1 (each modality alone) always compete
     select_by: Literal["cv", "val"]
     head: HeadParams
     calibration: CalibrationParams
+
+    @field_validator("text_set", "name_set")
+    @classmethod
+    def text_method(cls, v: str, info: ValidationInfo) -> str:
+        return check_method(v, info, "text_features")
+
+    @field_validator("image_set")
+    @classmethod
+    def deep_method(cls, v: str, info: ValidationInfo) -> str:
+        return check_method(v, info, "deep_features")
 
 
 class RegisterParams(Section):
@@ -127,8 +136,18 @@ class RegisterParams(Section):
 
 
 class LabelAuditParams(Section):
-    text_set: Literal[TEXT.names()]
-    image_set: Literal[IMAGE.names("deep")]          # a REAL representation: random-init files are refused
+    text_set: str                                    # a method of text_features
+    image_set: str                                   # a method of deep_features, with REAL weights
     head: HeadParams
     n_splits: int = Field(ge=2, le=20)               # out-of-fold: each product scored by a head that never saw it
     examples: int = Field(ge=1, le=60)               # suspected errors shown with their photo
+
+    @field_validator("text_set")
+    @classmethod
+    def text_method(cls, v: str, info: ValidationInfo) -> str:
+        return check_method(v, info, "text_features")
+
+    @field_validator("image_set")
+    @classmethod
+    def deep_method(cls, v: str, info: ValidationInfo) -> str:
+        return check_method(v, info, "deep_features")

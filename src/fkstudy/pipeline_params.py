@@ -1,0 +1,38 @@
+"""params.yaml section `pipeline`: which stage instances exist (the lists dvc.yaml's foreach / matrix iterate).
+
+No stage reads this section (DVC does, to expand the stages); it is checked against the registries when the
+whole file is validated (`fkstudy.params.load_params()` without sections, tests/unit/test_registries.py).
+A stage instance whose method is not registered fails at its start anyway: its params section is missing.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import model_validator
+
+from .image.registry import IMAGE, backbones
+from .schema import Section
+from .text.registry import TEXT
+
+
+def feature_sets() -> tuple[str, ...]:
+    """Every feature set the registries can make: text_<method>, then image_<method>."""
+    return tuple(f"text_{n}" for n in TEXT) + tuple(f"image_{n}" for n in IMAGE)
+
+
+class PipelineParams(Section):
+    text: list[Literal[TEXT.names()]]                      # text_features@<m>, text_classifier@<m>
+    image: list[Literal[IMAGE.names("classical")]]         # image_features@<m>
+    deep: list[Literal[IMAGE.names("deep")]]               # deep_features@<m>
+    cluster: list[Literal[feature_sets()]]                 # cluster@<set>
+    backbones: list[Literal[backbones()]]                  # augment@<b>, train@<b>-<variant>
+    variants: list[Literal["base", "augmented"]]
+    multiseed: list[Literal[IMAGE.names("deep")]]          # multiseed@<b>
+    fine_tune: list[Literal[tuple(b for b in backbones() if "keras" in IMAGE[b].extra)]]   # fine_tune@<b>: Keras only
+
+    @model_validator(mode="after")
+    def fine_tune_backbones_are_augmented(self):
+        missing = [b for b in self.fine_tune if b not in self.backbones]
+        if missing:
+            raise ValueError(f"fine_tune {missing}: not in pipeline.backbones (fine_tune@<b> starts from augment@<b>)")
+        return self
