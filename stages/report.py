@@ -1,5 +1,6 @@
 """Stage report: summary table, comparison charts, the study report (HTML + Markdown twin), README results and
-targets tables."""
+targets tables. Reads metrics/, plots/ and reports/label_issues.csv only, never reports/timings: every file it
+writes is the same, byte for byte, for the same inputs on any machine."""
 import _bootstrap  # noqa: F401
 from pathlib import Path
 
@@ -13,18 +14,17 @@ from fkstudy.runtime import log, run_stage, start_stage
 def main() -> None:
     start_stage("report")
     metrics = load_tree("metrics", study.METRICS_READ)
-    timings = load_tree("reports/timings", study.TIMINGS_READ)
     table = cluster_table(Path(paths.metrics_dir("cluster")))
-    train = train_table(metrics, timings)
+    train = train_table(metrics)
 
     files.write_csv("reports/summary.csv", table)
     files.write_csv(paths.plots("report", "ari_comparison.csv"), table[["set", "ari", "ari_std", "seed_ari"]])
     files.save_figure(report_plots.ari_comparison(table), paths.plots("report", "ari_comparison.png"))
     files.write_csv(paths.plots("report", "backbones.csv"),
-                    train[["model", "weights", "test_accuracy", "macro_f1", "fit_seconds", "params", "seed_accuracy"]])
+                    train[["model", "weights", "test_accuracy", "macro_f1", "params", "seed_accuracy"]])
     files.save_figure(report_plots.backbone_comparison(train), paths.plots("report", "backbones.png"))
 
-    blocks = study.build(metrics, timings, table, train, root=".")
+    blocks = study.build(metrics, table, train, root=".")
     files.write_text("reports/study_report.md", document.to_markdown(blocks, study.TITLE, base=".."))
     files.write_text("reports/study_report.html", document.to_html(blocks, study.TITLE, root="."))
     log.info("reports/study_report.html: %.1f MB, %d figures", Path("reports/study_report.html").stat().st_size / 1e6,

@@ -1,10 +1,10 @@
-"""A generated study for the report tests: metrics/, reports/timings/ and plots/ as the pipeline writes them
-(train, multiseed, gradcam, zero_shot, register and label_audit files in the layout their stages write, the
-test predictions CSVs of fusion, text_classifier and train).
+"""A generated study for the report tests: metrics/ and plots/ as the pipeline writes them (train, multiseed,
+gradcam, zero_shot, register and label_audit files in the layout their stages write, the test predictions CSVs
+of fusion, text_classifier and train); `write_timings` adds the wall-clock records the stages leave in
+reports/timings/ (which the report must never read).
 
 Numbers are chosen so the expected report is known: text_bert (0.70) misses the BERT-family ARI target 0.75,
-text_tfidf misses its 0.65, mobilenetv3small_base and image_clip are random-init, vgg16_augmented has no
-timings file. Measured targets: 11, met: 4 (image-only 0.88, fusion 0.96, calibration ECE 0.024 <= 0.03,
+text_tfidf misses its 0.65, mobilenetv3small_base and image_clip are random-init. Measured targets: 11, met: 4 (image-only 0.88, fusion 0.96, calibration ECE 0.024 <= 0.03,
 accuracy at 80 % coverage 0.993). Every predictions CSV reproduces its recorded test accuracy (the text
 classifiers' their macro-F1 too); the fusion's 7 mistakes on 175 products put Baby Care <-> Home Furnishing
 first (3 + 1).
@@ -164,15 +164,15 @@ def label_audit(root: Path) -> None:
 
 def make_study(root: Path, optional: bool = True) -> Path:
     """Write the generated study under `root`; optional=False leaves out train, multiseed, gradcam,
-    zero_shot, register, label_audit and every timings file (stages that may not have run)."""
+    zero_shot, register and label_audit (stages that may not have run)."""
     root = Path(root)
-    m, t = root / "metrics", root / "reports/timings"
+    m = root / "metrics"
     _json(m / "ingest.json", {"rows_read": 1050, "products": 1050, "quarantined": 0, "categories": 7, "images_ok": 1047,
                               "problems_by_kind": {"image_missing": 3}, "per_class": {c: 150 for c in CLASSES},
                               "per_split": {"train": 630, "val": 210, "test": 210}})
     field = {"words_before": 1000, "words_after": 600, "reduction_pct": 40.0, "avg_words_before": 9.5,
              "avg_words_after": 5.7, "vocab_before": 500, "vocab_lemmas": 420, "vocab_stems": 400}
-    _json(m / "clean_text.json", {"name": field, "description": field, "seconds": 1.0})
+    _json(m / "clean_text.json", {"name": field, "description": field})
     _json(m / "prep_images.json", {"processed": 1047, "failed": 0, "skipped_at_ingest": 3, "near_blank": 2,
                                    "converted_to_rgb": 0, "exif_rotated": 0, "blur_median": 1288.0,
                                    "contrast_median": 67.9, "brightness_median": 180.4})
@@ -218,9 +218,6 @@ def make_study(root: Path, optional: bool = True) -> Path:
                 "n_test": 210, "test_accuracy": acc, "test_loss": 0.5, "macro_f1": acc - 0.01, "micro_f1": acc,
                 "weighted_f1": acc - 0.01, "ari": acc - 0.2, "val_accuracy": acc, "best_epoch": 4, "epochs_run": 7,
                 "per_class": _per_class(acc)})
-        _json(t / "train/vgg16_base.json", {"fit_seconds": 123.4, "seconds_per_epoch": 17.6})
-        _json(t / "train/mobilenetv3small_base.json", {"fit_seconds": 20.0, "seconds_per_epoch": 2.9})
-        _json(t / "text_features/bert.json", {"seconds": 43.2})
         _json(m / "multiseed/vgg16.json", {
             "features": "vgg16", "weights": "imagenet", "head": "mlp", "n_seeds": 5, "n_train": 628, "n_val": 209,
             "n_test": 210, "test_accuracy": 0.836, "test_accuracy_std": 0.003, "test_accuracy_ci95_low": 0.832,
@@ -244,3 +241,29 @@ def make_study(root: Path, optional: bool = True) -> Path:
     for i, rel in enumerate(PLOTS):
         _png(root / "plots" / rel, seed=i)
     return root
+
+
+def write_timings(root: Path, seed: int) -> list[Path]:
+    """Random wall-clock records in reports/timings/ for every stage and key of the generated study, in the
+    layout and with the keys the stages write (fkstudy.paths.timings): what a run on another machine, or under
+    another load, would leave there. Returns the files written."""
+    from fkstudy import paths
+
+    rng = np.random.default_rng(seed)
+    keyed = {"text_features": [s.split("_", 1)[1] for s in CLUSTER if s.startswith("text_")],
+             "image_features": [s.split("_", 1)[1] for s in CLUSTER if s.startswith("image_")],
+             "deep_features": ["vgg16", "clip"], "cluster": list(CLUSTER), "text_classifier": list(TEXT_CLF),
+             "train": list(TRAIN), "augment": ["vgg16"], "multiseed": ["vgg16"]}
+    single = ["ingest", "clean_text", "prep_images", "pretrained", "zero_shot", "fusion", "label_audit", "register"]
+    written = []
+    for stage, key in [(s, None) for s in single] + [(s, k) for s, ks in keyed.items() for k in ks]:
+        record = {"startup_seconds": round(float(rng.uniform(0.5, 5)), 3),
+                  "seconds": round(float(rng.uniform(1, 900)), 3)}
+        if stage == "train":
+            record.update(fit_seconds=round(float(rng.uniform(5, 900)), 3),
+                          seconds_per_epoch=round(float(rng.uniform(0.1, 40)), 3),
+                          augment_seconds=round(float(rng.uniform(1, 500)), 3))
+        path = root / paths.timings(stage, key)
+        _json(path, record)
+        written.append(path)
+    return written

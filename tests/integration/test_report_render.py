@@ -38,7 +38,8 @@ def chromium():
 
 
 def _stage_copy(dest: Path, outputs_from: Path | None) -> Path:
-    """The code, params and README of this checkout; metrics/plots/timings from `outputs_from` (None: generated)."""
+    """The code, params and README of this checkout; what the report stage reads (metrics, plots, the label
+    audit's list; never reports/timings) from `outputs_from` (None: generated)."""
     for rel in ("src", "stages"):
         shutil.copytree(ROOT / rel, dest / rel, ignore=shutil.ignore_patterns("__pycache__"))
     for rel in ("dvc.yaml", "params.yaml", "README.md"):
@@ -46,9 +47,12 @@ def _stage_copy(dest: Path, outputs_from: Path | None) -> Path:
     if outputs_from is None:
         make_study(dest)
     else:
-        for rel in ("metrics", "plots", "reports/timings"):
+        for rel in ("metrics", "plots", "reports/label_issues.csv"):
             if (outputs_from / rel).is_dir():
                 shutil.copytree(outputs_from / rel, dest / rel)
+            elif (outputs_from / rel).is_file():
+                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(outputs_from / rel, dest / rel)
     return dest
 
 

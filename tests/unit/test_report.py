@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,21 +18,23 @@ import pytest
 import yaml
 from PIL import Image
 
+from fkstudy import numerics
 from fkstudy.image.registry import IMAGE
 from fkstudy.report import conclusion, document, reference, study
 from fkstudy.report.render import ChromiumNotFound, screenshot
 from fkstudy.report.summary import (SUMMARY_COLUMNS, cluster_table, load_tree, markdown_table, replace_between_markers,
                                     train_table)
 from fkstudy.text.registry import TEXT
-from tests.report_fixtures import PLOTS, make_study
+from tests.report_fixtures import PLOTS, make_study, write_timings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _build(root: Path):
     metrics = load_tree(root / "metrics", study.METRICS_READ)
-    timings = load_tree(root / "reports/timings", study.TIMINGS_READ)
     table = cluster_table(root / "metrics/cluster")
-    train = train_table(metrics, timings)
-    return study.build(metrics, timings, table, train, root=root), metrics, table, train
+    train = train_table(metrics)
+    return study.build(metrics, table, train, root=root), metrics, table, train
 
 
 def _render(root: Path):
@@ -152,13 +156,16 @@ def test_backbone_comparison_table(full):
     blocks, metrics, _, train = _build(full)
     r = train.set_index("model")
     assert r.loc["vgg16_base", "params"] == 14_714_688 + 532_487
-    assert r.loc["vgg16_base", "fit_seconds"] == 123.4 and r.loc["vgg16_base", "seed_accuracy"] == 0.7952
-    assert pd.isna(r.loc["vgg16_augmented", "fit_seconds"])  # no timings file: shown as n/a
-    table = next(b for b in blocks
-                 if isinstance(b, document.Table) and "seed study accuracy / time / params" in b.columns)
+    assert r.loc["vgg16_base", "seed_accuracy"] == 0.7952 and pd.isna(r.loc["vgg16_augmented", "seed_accuracy"])
+    assert not [c for c in train.columns if "second" in c]
+    table = next(b for b in blocks if isinstance(b, document.Table) and "seed study accuracy / params" in b.columns)
     rows = {row[0]: row for row in table.rows}
-    assert rows["vgg16_base"][6] == "123.4 s" and rows["vgg16_augmented"][6] == "n/a"
-    assert rows["vgg16_base"][-1] == "0.795 / 111.7 s / 15,247,175"
+    assert rows["vgg16_base"][3:7] == ["0.860", "0.850", "0.660", "7 (4)"]
+    assert rows["vgg16_base"][-1] == "0.795 / 15,247,175" and rows["vgg16_augmented"][-1] == ""
+    # the cost the seed study's section 8.4 compared: one sentence pointing to the benchmarks, no figure
+    note = blocks[blocks.index(next(b for b in blocks if getattr(b, "text", "") == "7.2 Transfer learning: "
+                                                                                     "backbone comparison")) + 2]
+    assert note.text.startswith("Training time per backbone") and "`docs/benchmarks.md`" in note.text
     assert table.marks[[row[0] for row in table.rows].index("mobilenetv3small_base")] == document.RANDOM_INIT
     assert study.best_trained(train)["model"] == "vgg16_augmented"  # random-init never wins
     per_class = next(b for b in blocks if isinstance(b, document.Table) and b.caption.startswith("Per class"))
@@ -172,7 +179,6 @@ def test_absent_optional_stages_are_noted_not_fatal(tmp_path):
         assert f"Not run: {what}" in md
         assert f'<p class="note">Not run: {what}' in html
     assert [b.text for b in blocks if isinstance(b, document.Heading) and b.level == 2] == study.SECTIONS
-    assert "| n/a |" in md  # extraction times without timings files
     # the product manager's answer says in one line each what is missing
     assert "**Name only**: not measured (stage `register` has not written `name_only_test_accuracy`)." in md
     assert "**Label audit**: not run (stage `label_audit` has not written its metrics)." in md
@@ -244,7 +250,6 @@ def test_dvc_stage_depends_on_everything_the_report_reads():
     stages = yaml.safe_load((Path(__file__).resolve().parents[2] / "dvc.yaml").read_text())["stages"]
     deps = set(stages["report"]["deps"])
     assert {f"metrics/{e}" for e in study.METRICS_READ} <= deps
-    assert {f"reports/timings/{e}" for e in study.TIMINGS_READ} <= deps
     assert {f"plots/{e}" for e in study.PLOTS_READ if not e.startswith("report/")} <= deps  # report/: its own outs
     assert {f"reports/{e}" for e in study.REPORTS_READ} <= deps
     # the evidence files the report reads lie under what it declares
@@ -266,8 +271,8 @@ def test_loaders_read_only_the_declared_entries(full):
     (full / "metrics/unlisted.json").write_text("{}")
     metrics = load_tree(full / "metrics", study.METRICS_READ)
     assert "unlisted" not in metrics and "cluster/text_bert" in metrics and "train/vgg16_base" in metrics
-    assert set(load_tree(full / "reports/timings", ("train", "no_such_stage"))) == {
-        "train/vgg16_base", "train/mobilenetv3small_base"}
+    assert set(load_tree(full / "metrics", ("train", "no_such_stage"))) == {
+        "train/vgg16_base", "train/vgg16_augmented", "train/mobilenetv3small_base"}
 
 
 def test_report_stage_copy_of_fixture_plots_is_complete(full):
@@ -471,3 +476,107 @@ def test_name_only_line_says_which_head_answered():
     assert "confidently, right on 99.0 % of those" in line
     older = conclusion._name_only({"register": {"name_only_test_accuracy": 0.876}, "fusion": {}})
     assert "name head" not in older and "87.6 %" in older   # a bundle without a name head: no claim about one
+
+
+# ---------------------------------------------------------------- no wall-clock figure: the report's files change
+# only when the results do (reports/timings is untracked and differs on every run and machine)
+
+# A timing figure ("12.3 s", "40 ms", "2 min", "0.5 s/epoch"), a timings field, a date, a clock time
+WALL_CLOCK = re.compile(r"\d\s?(?:s|ms|sec|secs|seconds|min|minutes|h|hours)\b|/\s?epoch\b|_seconds\b|seconds_per"
+                        r"|\b(?:19|20)\d\d-\d\d-\d\d\b|\b\d\d:\d\d(?::\d\d)?\b", re.I)
+
+
+def _text_without_images(text: str) -> str:
+    return re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", text)
+
+
+def _assert_nothing_machine_bound(name: str, text: str, *roots: Path) -> None:
+    """No wall-clock figure, date, host name or absolute path in one output file's text."""
+    text = _text_without_images(text)
+    hit = WALL_CLOCK.search(text)
+    assert hit is None, f"{name}: wall-clock figure or date {text[max(hit.start() - 60, 0):hit.end() + 20]!r}"
+    for root in roots:
+        assert str(root) not in text and str(root.resolve()) not in text, f"{name}: absolute path {root}"
+    assert not re.search(r"(?<![\w./])/(?:tmp|home|root|work|usr|var)/", text), f"{name}: an absolute path"
+    host = socket.gethostname()
+    assert not re.search(rf"\b{re.escape(host)}\b", text), f"{name}: host name {host!r}"
+
+
+def _in_process_outputs(root: Path) -> dict[str, str]:
+    blocks, metrics, table, train = _build(root)
+    return {"study_report.md": document.to_markdown(blocks, study.TITLE, base=".."),
+            "study_report.html": document.to_html(blocks, study.TITLE, root=root),
+            "summary.csv": table.to_csv(index=False), "train.csv": train.to_csv(index=False),
+            "report.json": json.dumps(study.report_summary(metrics, table, train, blocks), sort_keys=True),
+            "targets.md": study.targets_markdown(metrics, table), "results.md": markdown_table(table)}
+
+
+def test_report_is_byte_identical_wherever_built_and_whatever_the_timings(tmp_path):
+    """Built twice from the same metrics and plots, in two folders, one with random reports/timings records
+    (another machine's, another load's): the same bytes, and none of them a time, a date, a host or a path."""
+    here, there = make_study(tmp_path / "a"), make_study(tmp_path / "elsewhere/b")
+    assert write_timings(there, seed=7)
+    first, second = _in_process_outputs(here), _in_process_outputs(there)
+    assert first == second
+    for name, text in first.items():
+        _assert_nothing_machine_bound(name, text, here, there, tmp_path)
+    assert first["study_report.md"].count("`docs/benchmarks.md`") == 5  # intro + 4 places a cost stood
+
+
+def test_wall_clock_check_catches_what_it_must():
+    """The pattern the report is held to finds the figures the report used to carry."""
+    for text in ("| bert | 384 | pretrained | 137.1 s |", "0.795 / 111.7 s / 15,247,175", "fit 123 s", "12 ms",
+                 "fit_seconds,params", "0.5 s/epoch", "generated 2026-11-29", "at 16:57:23"):
+        assert WALL_CLOCK.search(text), text
+    for text in ("0.700 ± 0.010 (tsne)", "5 suspected label errors", "99.4 %", "3 test products", "T = 1.35",
+                 "loss and accuracy per epoch", "15,247,175", "`docs/benchmarks.md`"):
+        assert not WALL_CLOCK.search(text), text
+    with pytest.raises(AssertionError, match="absolute path"):
+        _assert_nothing_machine_bound("x", "see /tmp/study/plots/a.png")
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
+    return {p.relative_to(root).as_posix(): (p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _run_report_stage(repo: Path) -> dict[str, bytes]:
+    """stages/report.py of this checkout run in `repo` (a generated study with the real dvc.yaml, params.yaml
+    and README.md); returns every file it wrote (new or rewritten), by path."""
+    for rel in ("dvc.yaml", "params.yaml", "README.md"):
+        shutil.copy2(ROOT / rel, repo / rel)
+    before = _snapshot(repo)
+    # the avx2 tier runs on every x86-64 CPU the tests meet (the default avx512 one dies with SIGILL on an
+    # AVX2-only CPU); the report does no arithmetic a tier could change, and both runs use the same tier
+    env = {**os.environ, "MPLBACKEND": "Agg", numerics.MODE_VAR: "avx2"}
+    proc = subprocess.run([sys.executable, str(ROOT / "stages/report.py")], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    after = _snapshot(repo)
+    return {rel: data for rel, (mtime, data) in after.items() if before.get(rel, (None, None))[0] != mtime}
+
+
+@pytest.mark.slow
+def test_report_stage_writes_the_same_bytes_with_or_without_timings(tmp_path):
+    """The stage itself, twice: once with no reports/timings at all, once (elsewhere) with random records for
+    every stage. Every file it writes is byte-identical between the two runs and free of wall-clock figures;
+    those files are exactly the stage's declared outputs (plus the README tables)."""
+    bare, timed = make_study(tmp_path / "bare"), make_study(tmp_path / "other/timed")
+    write_timings(timed, seed=11)
+    first, second = _run_report_stage(bare), _run_report_stage(timed)
+    assert not (bare / "reports/timings").exists()
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["report"]
+    declared = {next(iter(o)) if isinstance(o, dict) else o
+                for kind in ("outs", "metrics", "plots") for o in stage.get(kind, [])}
+    assert set(first) == set(second) == declared | {"README.md"}
+    for rel in sorted(first):
+        assert first[rel] == second[rel], f"{rel} differs between a run without and one with reports/timings"
+        if rel.endswith(".png"):
+            continue
+        text = first[rel].decode("utf-8")
+        if rel == "README.md":  # the stage writes only the tables between the markers; the rest is hand-written
+            text = "".join(text[text.index(f"<!-- {m}:begin -->"):text.index(f"<!-- {m}:end -->")]
+                           for m in ("results", "targets"))
+        _assert_nothing_machine_bound(rel, text, bare, timed, tmp_path)
+    header = first["plots/report/backbones.csv"].decode().splitlines()[0]
+    assert header == "model,weights,test_accuracy,macro_f1,params,seed_accuracy"

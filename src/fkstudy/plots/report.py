@@ -29,8 +29,9 @@ def ari_comparison(table: pd.DataFrame):
 
 
 def backbone_comparison(train: pd.DataFrame):
-    """Transfer learning per backbone/variant: test accuracy bars (random-init in red), fit time and
-    parameters written beside each bar, the seed study's accuracy as a black tick where it has one."""
+    """Transfer learning per backbone/variant: test accuracy bars (random-init in red), the parameter count
+    written beside each bar, the seed study's accuracy as a black tick where it has one. No fit time: a
+    wall-clock figure would change the picture on every run (docs/benchmarks.md has the costs)."""
     if train.empty:
         fig, ax = plt.subplots(figsize=(8, 1.5))
         ax.text(0.5, 0.5, "no transfer-learning results (stage train not run)", ha="center", va="center")
@@ -47,9 +48,8 @@ def backbone_comparison(train: pd.DataFrame):
         bar.set_hatch(h)
     ax.scatter(t["seed_accuracy"].astype(float), y, marker="|", s=300, color="black", zorder=3, label="seed study")
     for i, r in t.iterrows():
-        fit = "n/a" if pd.isna(r["fit_seconds"]) else f"{r['fit_seconds']:.0f} s"
-        par = "" if pd.isna(r["params"]) else f", {r['params'] / 1e6:.1f} M params"
-        ax.text(min(acc[i], 1.0) + 0.01, i, f"{acc[i]:.3f} (fit {fit}{par})", va="center", fontsize=8)
+        par = "" if pd.isna(r["params"]) else f" ({r['params'] / 1e6:.1f} M params)"
+        ax.text(min(acc[i], 1.0) + 0.01, i, f"{acc[i]:.3f}{par}", va="center", fontsize=8)
     ax.set_yticks(y, [m + (" (random-init)" if w == "random-init" else "") for m, w in zip(t["model"], t["weights"])])
     ax.set_xlim(0, 1.45)
     ax.set_xlabel("test accuracy (frozen backbone + dense head)")

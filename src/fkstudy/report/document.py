@@ -90,7 +90,7 @@ def _sections(blocks: list[Block]) -> tuple[list[Block], list[_Section]]:
 
 # ---------------------------------------------------------------- filters
 
-_NUM = re.compile(r"^[-+−]?\d[\d,.]*( ?± ?\d[\d.]*)?( ?%| s)?$")
+_NUM = re.compile(r"^[-+−]?\d[\d,.]*( ?± ?\d[\d.]*)?( ?%)?$")
 
 
 def _inline(text) -> Markup:

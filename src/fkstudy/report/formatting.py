@@ -21,10 +21,6 @@ def plus_minus(m: dict, key: str) -> str:
     return f"{f3(m.get(key))} ± {f3(m.get(key + '_std'))}"
 
 
-def secs(v) -> str:
-    return "n/a" if missing(v) else f"{v:.1f} s"
-
-
 def count(v) -> str:
     return "n/a" if missing(v) else f"{int(v):,}"
 

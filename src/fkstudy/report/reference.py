@@ -103,15 +103,16 @@ TARGET_FUSION_TEST_ACCURACY = TARGET["fusion_accuracy"].target
 
 # The seed study's supervised numbers (notebook sections 7, 8.1, 8.3, 8.4, 8.5), same 630/210/210 split.
 # Transfer learning, keyed like metrics/train/<backbone>_<variant>.json: base rows from the backbone
-# comparison of section 8.4 (accuracy, training seconds, total parameters backbone + head); the augmented
+# comparison of section 8.4 (accuracy, total parameters backbone + head; its training seconds are a cost figure
+# of another machine: the report carries none, docs/benchmarks.md compares costs); the augmented
 # VGG16 of section 7 also unfroze the top convolution blocks (fine-tuning), so it is not a frozen-backbone run.
 SEED_TRAIN = {
-    "vgg16_base": {"test_accuracy": 0.7952, "fit_seconds": 111.69, "params": 15_247_175},
-    "efficientnetb0_base": {"test_accuracy": 0.8429, "fit_seconds": 63.14, "params": 5_368_490},
-    "mobilenetv3small_base": {"test_accuracy": 0.8048, "fit_seconds": 18.50, "params": 1_537_143},
+    "vgg16_base": {"test_accuracy": 0.7952, "params": 15_247_175},
+    "efficientnetb0_base": {"test_accuracy": 0.8429, "params": 5_368_490},
+    "mobilenetv3small_base": {"test_accuracy": 0.8048, "params": 1_537_143},
     # the seed's "augmented" model was augmentation plus block5 fine-tuned: our vgg16_finetuned (fine_tune@vgg16);
     # vgg16_augmented (augmentation, frozen backbone) has no seed counterpart
-    "vgg16_finetuned": {"test_accuracy": 0.7762, "fit_seconds": 321.20, "params": 15_247_175,
+    "vgg16_finetuned": {"test_accuracy": 0.7762, "params": 15_247_175,
                         "note": "augmentation + block5 fine-tuned"},
 }
 # Section 8.1: per-class F1 of the seed's best model (base VGG16, test accuracy 0.7857, macro-F1 0.7857)

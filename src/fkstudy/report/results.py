@@ -21,9 +21,9 @@ from .findings import (
     group,
     selected_fusion,
 )
-from .formatting import RANDOM_INIT, count, f3, missing, pct, plus_minus, secs, status
-from .sections import Figures, not_run, warn_random_init
-from .summary import seconds, weights_label
+from .formatting import RANDOM_INIT, count, f3, missing, pct, plus_minus, status
+from .sections import Figures, cost_note, not_run, warn_random_init
+from .summary import weights_label
 
 
 def _intervals(ev: Evidence, model: str) -> str:
@@ -34,27 +34,27 @@ def _intervals(ev: Evidence, model: str) -> str:
     return f" (95 % bootstrap intervals over {ev.interval(model).n} test products: {', '.join(parts)})" if parts else ""
 
 
-def supervised(metrics: dict, timings: dict, train: pd.DataFrame, fig: Figures, ev: Evidence) -> list[Block]:
+def supervised(metrics: dict, train: pd.DataFrame, fig: Figures, ev: Evidence) -> list[Block]:
     return ([Para("Every model is fitted on the train split, selected on validation, and scored once on the "
                   "held-out test split."),
-             Heading("7.1 Text classifiers", 3)] + _text_classifiers(metrics, timings, fig, ev)
+             Heading("7.1 Text classifiers", 3)] + _text_classifiers(metrics, fig, ev)
             + [Heading("7.2 Transfer learning: backbone comparison", 3)] + _transfer(metrics, train, fig, ev)
             + [Heading("7.3 Grad-CAM: where the model looks", 3)] + _gradcam(metrics, fig)
             + [Heading("7.4 Zero-shot CLIP", 3)] + _zero_shot(metrics))
 
 
-def _text_classifiers(metrics: dict, timings: dict, fig: Figures, ev: Evidence) -> list[Block]:
+def _text_classifiers(metrics: dict, fig: Figures, ev: Evidence) -> list[Block]:
     text = group(metrics, "text_classifier/")
     if not text:
         return [not_run("text classifiers", "text_classifier")]
     best, scores = best_text(metrics)
     return [Table(["text set", "head", "C", "test accuracy", "macro-F1", "weighted-F1", "ARI",
-                   "CV macro-F1 (train+val)", "fit time"],
+                   "CV macro-F1 (train+val)"],
                   [[k, m.get("head", "?"), m.get("C", ""), f3(m.get("test_accuracy")), f3(m.get("macro_f1")),
                     f3(m.get("weighted_f1")), f3(m.get("ari")),
-                    f"{f3(m.get('cv_macro_f1'))} ± {f3(m.get('cv_macro_f1_std'))}",
-                    secs(seconds(timings.get(f"text_classifier/{k}"), "seconds", "fit_seconds"))]
+                    f"{f3(m.get('cv_macro_f1'))} ± {f3(m.get('cv_macro_f1_std'))}"]
                    for k, m in sorted(text.items(), key=lambda kv: -kv[1].get("macro_f1", 0))]),
+            cost_note("Fit time per text classifier"),
             Para(f"Best: **{best}**, test accuracy {f3(scores.get('test_accuracy'))}, macro-F1 "
                  f"{f3(scores.get('macro_f1'))}{_intervals(ev, 'text')} (target "
                  f"{ref.TARGET_TEXT_CLASSIFIER_MACRO_F1:.2f}: "
@@ -68,20 +68,19 @@ def _transfer(metrics: dict, train: pd.DataFrame, fig: Figures, ev: Evidence) ->
         return [not_run("transfer learning", "train")]
     out: list[Block] = [Para("Frozen ImageNet backbone + dense head (Dense(1024, ReLU) → Dropout → softmax), early "
                              "stopping on validation; `augmented` adds flipped / rotated / zoomed / brightness-shifted "
-                             "training views. As in the seed study's section 8.4: accuracy, training time, "
-                             "parameters.")]
+                             "training views. As in the seed study's section 8.4: accuracy and parameters."),
+                        cost_note("Training time per backbone (and the seed study's, for comparison)")]
     rows, marks = [], []
     for r in train.sort_values(["backbone", "variant"], ascending=[False, False]).to_dict("records"):
         seed = ("" if missing(r["seed_accuracy"]) else
-                f"{r['seed_accuracy']:.3f} / {secs(r['seed_fit_seconds'])} / {count(r['seed_params'])}")
+                f"{r['seed_accuracy']:.3f} / {count(r['seed_params'])}")
         rows.append([r["model"], weights_label(r["weights"]), r["framework"] or "", f3(r["test_accuracy"]),
-                     f3(r["macro_f1"]), f3(r["ari"]), secs(r["fit_seconds"]), secs(r["seconds_per_epoch"]),
+                     f3(r["macro_f1"]), f3(r["ari"]),
                      f"{count(r['epochs_run'])} ({count(r['best_epoch'])})", count(r["backbone_params"]),
                      count(r["head_params"]), seed])
         marks.append(RANDOM_INIT if r["weights"] == RANDOM_INIT else "")
-    out.append(Table(["model", "weights", "framework", "test accuracy", "macro-F1", "ARI", "fit time", "per epoch",
-                      "epochs (best)", "backbone params", "head params",
-                      "seed study accuracy / time / params"], rows, marks))
+    out.append(Table(["model", "weights", "framework", "test accuracy", "macro-F1", "ARI", "epochs (best)",
+                      "backbone params", "head params", "seed study accuracy / params"], rows, marks))
     if RANDOM_INIT in marks:
         out.append(warn_random_init([r[0] for r, k in zip(rows, marks) if k]))
     out.append(fig("plots/report/backbones.png", "test accuracy per backbone and variant"))

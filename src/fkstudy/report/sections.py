@@ -16,8 +16,8 @@ from ..text.registry import TEXT
 from . import reference as ref
 from .document import Block, Bullets, Figure, Heading, Para, Table
 from .findings import group, targets
-from .formatting import RANDOM_INIT, f3, secs, status
-from .summary import SUMMARY_COLUMNS, seconds, summary_rows, weights_label
+from .formatting import RANDOM_INIT, f3, status
+from .summary import SUMMARY_COLUMNS, summary_rows, weights_label
 
 
 class Figures:
@@ -39,6 +39,17 @@ def warn_random_init(names) -> Para:
                 "their numbers only prove the plumbing and are not comparable.", "warn")
 
 
+# Where the cost figures live: wall-clock times depend on the machine and on what else runs on it, so the
+# report (rebuilt byte for byte from the same metrics) carries none; the benchmarks measure them alone.
+BENCHMARKS = "docs/benchmarks.md"
+
+
+def cost_note(what: str) -> Para:
+    """One sentence in place of a wall-clock figure: where that cost is measured."""
+    return Para(f"{what}: see the README's Benchmarks section (`{BENCHMARKS}`), measured alone on a quiet machine; "
+                "this report, which a re-run reproduces byte for byte, carries no wall-clock figure.")
+
+
 def introduction(metrics: dict, glance: dict[str, str]) -> list[Block]:
     """`glance`: findings.findings(...), whose verdict and headline statements open the report."""
     ing = metrics.get("ingest", {})
@@ -48,8 +59,10 @@ def introduction(metrics: dict, glance: dict[str, str]) -> list[Block]:
                  "unsupervised separability of each text and image representation (reduction → KMeans → ARI "
                  "against the true category), then supervised classifiers, their stability over seeds, and "
                  "text + image fusion."),
-            Para("Every number is read from `metrics/` and `reports/timings/` as written by `dvc repro`; nothing "
-                 "is typed by hand. Seed-study numbers and targets come from `src/fkstudy/report/reference.py`. "
+            Para("Every number is read from `metrics/`, `plots/` and `reports/label_issues.csv` as written by "
+                 "`dvc repro`; nothing "
+                 "is typed by hand, and none is a wall-clock time (costs are in the README's Benchmarks section, "
+                 f"`{BENCHMARKS}`). Seed-study numbers and targets come from `src/fkstudy/report/reference.py`. "
                  f"Rows marked **{RANDOM_INIT}** come from models whose pretrained weights could not be obtained "
                  "here: not comparable."),
             Para("**At a glance** (details in the conclusion):"),
@@ -140,7 +153,7 @@ def _comparison(cset: str, c: dict) -> Para | None:
     return Para(f"ARI {c['ari']:.3f} ({c.get('primary_reduction')}) vs " + "; ".join(compare) + ".")
 
 
-def representations(modality: str, metrics: dict, timings: dict, fig: Figures, number: int) -> list[Block]:
+def representations(modality: str, metrics: dict, fig: Figures, number: int) -> list[Block]:
     """Section `number` (4: text, 5: image): one table of every method, then a subsection per method."""
     text = modality == "text"
     registry = TEXT if text else IMAGE
@@ -154,17 +167,16 @@ def representations(modality: str, metrics: dict, timings: dict, fig: Figures, n
     for name in methods:
         f, c = feats.get(name, {}), clusters.get(name, {})
         w = f.get("weights", c.get("weights", "none"))
-        t = timings.get(f"text_features/{name}") if text else (
-            timings.get(f"deep_features/{name}") or timings.get(f"image_features/{name}"))
         cset = f"{modality}_{name}"
-        rows.append([name, f.get("dim", c.get("dim", "?")), weights_label(w), secs(seconds(t, "seconds")),
+        rows.append([name, f.get("dim", c.get("dim", "?")), weights_label(w),
                      f"{f3(c.get('ari'))} ± {f3(c.get('ari_std'))}" if c else "not run",
                      f3(ref.SEED_ARI.get(cset)),
                      f"{ref.TARGET_ARI[cset]:.2f} {status(c.get('ari'), ref.TARGET_ARI[cset])}"
                      if cset in ref.TARGET_ARI else ""])
         marks.append(RANDOM_INIT if w == RANDOM_INIT else "")
-    out: list[Block] = [Table(["method", "dim", "weights", "extraction time", "ARI (primary reduction)", "seed study",
-                               "target"], rows, marks)]
+    out: list[Block] = [Table(["method", "dim", "weights", "ARI (primary reduction)", "seed study", "target"],
+                              rows, marks),
+                        cost_note(f"Extraction time per {modality} method")]
     if RANDOM_INIT in marks:
         out.append(warn_random_init([m for m, k in zip(methods, marks) if k]))
     for i, name in enumerate(methods):

@@ -1,11 +1,13 @@
-"""The study report, built only from the metrics, timings and plots the pipeline wrote.
+"""The study report, built only from the metrics and plots the pipeline wrote.
 
 `build(...)` returns the report as document blocks in the seed study's narrative order (SECTIONS: data, text
 cleaning, each text representation, each image representation, clustering comparison, supervised results,
 multi-seed, fusion with its calibration, label audit, conclusion); document.to_markdown / to_html render
 them. A stage that did not run shows a visible "not run" note instead of its section's numbers. Rows from
-random-init models are marked. The conclusion (the answer for a product manager first) and the targets
-table are computed from the numbers (findings.py, conclusion.py), never typed.
+random-init models are marked. No wall-clock figure, date, host name or absolute path: the same metrics and
+plots give the same bytes on any machine (costs are in docs/benchmarks.md). The conclusion (the answer for a
+product manager first) and the targets table are computed from the numbers (findings.py, conclusion.py), never
+typed.
 
 Modules: findings (numbers -> statements, targets, best models), evidence (test predictions -> bootstrap
 intervals and confused categories; the label audit's tables), sections (sections 1-6 and the shared
@@ -24,7 +26,7 @@ from .conclusion import targets_markdown
 from .document import Block, Figure, Heading
 from .findings import best_trained, findings, targets
 
-__all__ = ["TITLE", "SECTIONS", "METRICS_READ", "TIMINGS_READ", "PLOTS_READ", "REPORTS_READ", "build",
+__all__ = ["TITLE", "SECTIONS", "METRICS_READ", "PLOTS_READ", "REPORTS_READ", "build",
            "report_summary", "targets", "targets_markdown", "best_trained", "findings"]
 
 TITLE = "Product classification feasibility study — generated report"
@@ -36,7 +38,6 @@ SECTIONS = ["1. Introduction", "2. Data overview", "3. Text cleaning", "4. Text 
 METRICS_READ = ("ingest.json", "clean_text.json", "prep_images.json", "text_features", "image_features", "cluster",
                 "text_classifier", "train", "multiseed", "gradcam.json", "zero_shot.json", "fusion.json",
                 "register.json", "label_audit.json")
-TIMINGS_READ = ("text_features", "image_features", "deep_features", "text_classifier", "train")
 PLOTS_READ = ("ingest/class_balance.png", "ingest/category_tree.png", "ingest/spec_top_values.png",
               "prep_images/dashboard.png", "prep_images/samples.png", "text_features", "cluster", "text_classifier",
               "train", "gradcam", "multiseed", "fusion", "label_audit", "report/ari_comparison.png",
@@ -44,9 +45,8 @@ PLOTS_READ = ("ingest/class_balance.png", "ingest/category_tree.png", "ingest/sp
 REPORTS_READ = ("label_issues.csv",)  # under reports/: the label audit's ranked suspected label errors
 
 
-def build(metrics: dict, timings: dict, table: pd.DataFrame, train: pd.DataFrame,
-          root: str | Path = ".") -> list[Block]:
-    """The whole report: `metrics` / `timings` as loaded by summary.load_tree (METRICS_READ, TIMINGS_READ),
+def build(metrics: dict, table: pd.DataFrame, train: pd.DataFrame, root: str | Path = ".") -> list[Block]:
+    """The whole report: `metrics` as loaded by summary.load_tree (METRICS_READ),
     `table` = summary.cluster_table, `train` = summary.train_table; `root` is where plots/ lives."""
     root = Path(root)
     fig = sections.Figures(root)
@@ -55,10 +55,10 @@ def build(metrics: dict, timings: dict, table: pd.DataFrame, train: pd.DataFrame
     bodies = [sections.introduction(metrics, said),
               sections.data(metrics, fig),
               sections.cleaning(metrics, root),
-              sections.representations("text", metrics, timings, fig, number=4),
-              sections.representations("image", metrics, timings, fig, number=5),
+              sections.representations("text", metrics, fig, number=4),
+              sections.representations("image", metrics, fig, number=5),
               sections.clustering(table, fig),
-              results.supervised(metrics, timings, train, fig, ev),
+              results.supervised(metrics, train, fig, ev),
               results.multiseed(metrics, fig),
               results.fusion(metrics, fig, ev),
               audit.label_audit(metrics, ev, fig),

@@ -90,41 +90,28 @@ def load_tree(folder: str | Path, include: tuple[str, ...] | None = None) -> dic
     return out
 
 
-def seconds(timing: dict | None, *keys: str):
-    """The first wall-clock figure found in a reports/timings record, or None."""
-    for k in keys or ("fit_seconds", "seconds"):
-        if timing and isinstance(timing.get(k), (int, float)):
-            return timing[k]
-    return None
-
-
 TRAIN_COLUMNS = ["model", "backbone", "variant", "weights", "framework", "test_accuracy", "macro_f1", "ari",
-                 "val_accuracy", "fit_seconds", "seconds_per_epoch", "augment_seconds", "backbone_params",
-                 "head_params", "params", "epochs_run", "best_epoch", "n_train_views", "seed_accuracy",
-                 "seed_fit_seconds", "seed_params"]
+                 "val_accuracy", "backbone_params", "head_params", "params", "epochs_run", "best_epoch",
+                 "n_train_views", "seed_accuracy", "seed_params"]
 
 
-def train_table(metrics: dict[str, dict], timings: dict[str, dict]) -> pd.DataFrame:
-    """One row per trained backbone/variant (metrics/train/<K>.json) with its fit time from
-    reports/timings/train/<K>.json (None when that file is missing) and the seed study's numbers."""
+def train_table(metrics: dict[str, dict]) -> pd.DataFrame:
+    """One row per trained backbone/variant (metrics/train/<K>.json) with the seed study's numbers. No
+    wall-clock figures: they vary with the machine and its load (docs/benchmarks.md has them)."""
     rows = []
     for key, m in sorted(metrics.items()):
         if not key.startswith("train/"):
             continue
         k = key.split("/", 1)[1]
-        t = timings.get(f"train/{k}", {})
         seed = SEED_TRAIN.get(k, {})
         bp, hp = m.get("backbone_params"), m.get("head_params")
         rows.append(dict(
             model=k, backbone=m.get("backbone", k.rsplit("_", 1)[0]), variant=m.get("variant", k.rsplit("_", 1)[-1]),
             weights=m.get("weights", "n/a"), framework=m.get("framework"), test_accuracy=m.get("test_accuracy"),
-            macro_f1=m.get("macro_f1"), ari=m.get("ari"), val_accuracy=m.get("val_accuracy"),
-            fit_seconds=seconds(t, "fit_seconds"), seconds_per_epoch=seconds(t, "seconds_per_epoch"),
-            augment_seconds=seconds(t, "augment_seconds"), backbone_params=bp, head_params=hp,
-            params=(bp + hp) if bp is not None and hp is not None else None, epochs_run=m.get("epochs_run"),
-            best_epoch=m.get("best_epoch"), n_train_views=m.get("n_train_views"),
-            seed_accuracy=seed.get("test_accuracy"), seed_fit_seconds=seed.get("fit_seconds"),
-            seed_params=seed.get("params")))
+            macro_f1=m.get("macro_f1"), ari=m.get("ari"), val_accuracy=m.get("val_accuracy"), backbone_params=bp,
+            head_params=hp, params=(bp + hp) if bp is not None and hp is not None else None,
+            epochs_run=m.get("epochs_run"), best_epoch=m.get("best_epoch"), n_train_views=m.get("n_train_views"),
+            seed_accuracy=seed.get("test_accuracy"), seed_params=seed.get("params")))
     return pd.DataFrame(rows, columns=TRAIN_COLUMNS)
 
 
