@@ -252,6 +252,7 @@ def test_dvc_stage_depends_on_everything_the_report_reads():
     assert {f"metrics/{e}" for e in study.METRICS_READ} <= deps
     assert {f"plots/{e}" for e in study.PLOTS_READ if not e.startswith("report/")} <= deps  # report/: its own outs
     assert {f"reports/{e}" for e in study.REPORTS_READ} <= deps
+    assert not [d for d in deps if d.startswith("reports/timings")], "the report reads no wall-clock figure"
     # the evidence files the report reads lie under what it declares
     from fkstudy import paths
     from fkstudy.report import evidence

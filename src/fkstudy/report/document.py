@@ -116,8 +116,9 @@ def _md_cell(value, random_init: bool) -> str:
     return f"**{text}**" if random_init and RANDOM_INIT in text else text
 
 
+PACKAGE_DATA = ("templates",)   # files this module reads beside it (fkstudy.codedeps makes them stage deps)
 _ENV = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+    loader=jinja2.FileSystemLoader(Path(__file__).with_name(PACKAGE_DATA[0])),
     autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
     trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
 _ENV.filters.update(inline=_inline, escape_attr=_escape_attr, cell_class=_cell_class, md_cell=_md_cell)

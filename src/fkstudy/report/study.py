@@ -39,7 +39,7 @@ METRICS_READ = ("ingest.json", "clean_text.json", "prep_images.json", "text_feat
                 "text_classifier", "train", "multiseed", "gradcam.json", "zero_shot.json", "fusion.json",
                 "register.json", "label_audit.json")
 PLOTS_READ = ("ingest/class_balance.png", "ingest/category_tree.png", "ingest/spec_top_values.png",
-              "prep_images/dashboard.png", "prep_images/samples.png", "text_features", "cluster", "text_classifier",
+              "prep_images/dashboard.png", "prep_images/samples.png", "clean_text/examples.csv", "text_features", "cluster", "text_classifier",
               "train", "gradcam", "multiseed", "fusion", "label_audit", "report/ari_comparison.png",
               "report/backbones.png")
 REPORTS_READ = ("label_issues.csv",)  # under reports/: the label audit's ranked suspected label errors
