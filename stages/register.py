@@ -6,7 +6,8 @@ outside DVC experiments, on `register.production_branch`, and when `register.pro
 reports/register.json says why (`reason`).
 
 metrics/register.json holds what is reproducible (test accuracy of the registered model); the registry
-version and run id, which change on every run, go to reports/register.json."""
+version and run id, which change on every run, go to reports/register.json (git-ignored, not a DVC output:
+the MLflow registry is the record)."""
 import _bootstrap  # noqa: F401
 import tempfile
 from pathlib import Path

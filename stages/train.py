@@ -65,13 +65,11 @@ def main(argv=None) -> None:
     s, classes = d.splits, d.classes
 
     out_dir = paths.train_model(key)  # the head (Keras + framework-neutral npz) and backbone + head in one file
-    with files.atomic_path(f"{out_dir}/head.keras") as tmp:
-        r.head.save(tmp)
+    files.save_keras(r.head, f"{out_dir}/head.keras")
     save_head_npz(f"{out_dir}/head.npz", r.head)
     files.write_json(f"{out_dir}/classes.json", classes)
     if r.full is not None:
-        with files.atomic_path(f"{out_dir}/model.keras") as tmp:
-            r.full.save(tmp)
+        files.save_keras(r.full, f"{out_dir}/model.keras")
 
     metrics = rounded({
         "backbone": backbone, "variant": variant, "weights": weights,

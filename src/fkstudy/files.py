@@ -107,6 +107,43 @@ def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
                     np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
 
 
+FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def reproducible_zip(data: bytes, edit=None) -> bytes:
+    """A zip archive rewritten so the same content gives the same bytes: every entry stamped FIXED_ZIP_TIME with
+    mode 0644, in the original order and compression. `edit(name, content) -> (name, content)` may rewrite
+    entries first (e.g. drop a save date). Used for the model archives (Keras .keras, skops), whose writers
+    stamp the current time and process-specific ids: DVC would see a new hash for an unchanged model."""
+    import io
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w", allowZip64=True) as dst:
+        for info in src.infolist():
+            name, content = info.filename, src.read(info)
+            if edit is not None:
+                name, content = edit(name, content)
+            fixed = zipfile.ZipInfo(name, date_time=FIXED_ZIP_TIME)
+            fixed.compress_type, fixed.external_attr = info.compress_type, 0o644 << 16
+            dst.writestr(fixed, content)
+    return out.getvalue()
+
+
+def save_keras(model, path: str | os.PathLike) -> None:
+    """A Keras model saved atomically as a byte-reproducible .keras archive (Keras stamps `date_saved` into its
+    metadata.json and the current time into the weights entry; both are fixed here)."""
+    def undated(name: str, content: bytes) -> tuple[str, bytes]:
+        if name == "metadata.json":
+            meta = json.loads(content)
+            meta["date_saved"] = "1980-01-01@00:00:00"
+            content = json.dumps(meta).encode()
+        return name, content
+
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+        tmp.write_bytes(reproducible_zip(tmp.read_bytes(), undated))
+
+
 def save_features(path: str | os.PathLike, X: np.ndarray, ids, meta: dict) -> None:
     X = np.asarray(X, dtype=np.float32)
     ids = np.asarray([str(i) for i in ids])

@@ -57,11 +57,43 @@ def save_bundle(directory: str | Path, models: dict, config: dict) -> dict:
     for name, model in sorted(models.items()):
         path = directory / f"{name}_head.skops"
         with files.atomic_path(path, keep_suffix=False) as tmp:
-            tmp.write_bytes(sio.dumps(model))
+            tmp.write_bytes(canonical_skops(sio.dumps(model)))
         heads[name] = {"file": path.name, "sha256": _sha256(path)}
     full = {"format": FORMAT, **config, "heads": heads}
     files.write_json(directory / BUNDLE_FILE, full)
     return full
+
+
+def canonical_skops(data: bytes) -> bytes:
+    """A skops archive made byte-reproducible: skops names its arrays and memo entries after Python object ids
+    (`"__id__": 139938272528384`, `139938272528384.npy`), which differ in every process, and stamps the current
+    time into each zip entry. The ids are renumbered in order of first appearance in schema.json (the same object
+    keeps one number, so the memo still resolves) and the entries get a fixed time (files.reproducible_zip)."""
+    import io
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        schema = z.read("schema.json").decode("utf-8")
+    numbers: dict[str, str] = {}
+
+    def renumber(match: re.Match) -> str:
+        head, old, tail = (match.group(1), match.group(2), "") if match.group(2) else match.group(3, 4, 5)
+        return f"{head}{numbers.setdefault(old, str(len(numbers)))}{tail}"
+
+    schema = re.sub(r'("__id__":\s*)(\d+)|(")(\d+)(\.npy")', renumber, schema)
+
+    def edit(name: str, content: bytes) -> tuple[str, bytes]:
+        if name == "schema.json":
+            return name, schema.encode("utf-8")
+        stem = name[:-len(".npy")] if name.endswith(".npy") else None
+        if stem is not None and stem.isdigit():
+            if stem not in numbers:
+                raise BundleError(f"skops archive: array {name} is not referenced by its schema")
+            return f"{numbers[stem]}.npy", content
+        return name, content
+
+    return files.reproducible_zip(data, edit)
 
 
 def load_skops(path: str | Path):
