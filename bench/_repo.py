@@ -122,9 +122,10 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def pipeline_order(repo: Path) -> list[str]:
-    """Every stage of repo's pipeline in the order `dvc repro` runs them (a forced dry run)."""
-    out = subprocess.run(["dvc", "repro", "--dry", "-f"], cwd=repo, capture_output=True, text=True)
+def pipeline_order(repo: Path, targets: list[str] | tuple = ()) -> list[str]:
+    """Every stage of repo's pipeline (or of the targets and their upstream) in the order `dvc repro` runs
+    them (a forced dry run)."""
+    out = subprocess.run(["dvc", "repro", "--dry", "-f", *targets], cwd=repo, capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(f"dvc repro --dry failed in {repo}:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
     return re.findall(r"Running stage '([^']+)'", out.stdout)
