@@ -108,6 +108,19 @@ def git_commit_all(repo: Path) -> None:
         subprocess.run(cmd, cwd=repo, check=True, capture_output=True)
 
 
+def copy_with_outputs(dest: Path, source: Path, dirs: tuple[str, ...]) -> Path:
+    """A copy of the checkout (copy_repo) holding source's params.yaml and dvc.lock and its DVC outputs `dirs`
+    (hard links), so a stage runs there on what source's pipeline made, without its upstream."""
+    repo = copy_repo(dest)
+    for name in ("params.yaml", "dvc.lock"):
+        if (source / name).is_file():
+            shutil.copy2(source / name, repo / name)
+    for rel in dirs:
+        if (source / rel).is_dir():
+            link_tree(source / rel, repo / rel)
+    return repo
+
+
 def link_tree(src: Path, dest: Path) -> None:
     """A copy of the directory src made of hard links where possible (a stage replaces its outputs by an
     atomic rename, never writes into them, so a hard link is safe)."""

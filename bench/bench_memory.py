@@ -28,17 +28,14 @@ from pathlib import Path
 import yaml
 
 import _bench
-from _repo import ROOT, copy_repo, git_commit_all, link_tree, pipeline_order, real_data_dir, set_params
+from _repo import ROOT, copy_with_outputs, git_commit_all, pipeline_order, real_data_dir, set_params
 
 OUTPUT_DIRS = ("data/interim", "data/features", "data/pretrained", "weights", "models")
 
 
 def temp_copy(dest: Path) -> Path:
     """The checkout's files + dvc.lock + existing DVC outputs (hard links), params pointed at the real data."""
-    repo = copy_repo(dest)
-    for rel in OUTPUT_DIRS:
-        if (ROOT / rel).is_dir():
-            link_tree(ROOT / rel, repo / rel)
+    repo = copy_with_outputs(dest, ROOT, OUTPUT_DIRS)
     set_params(repo, {"data.raw_dir": str(real_data_dir())})
     git_commit_all(repo)
     return repo
