@@ -151,5 +151,26 @@ def _pump(stream, log: Path | None, on_line, t0: float) -> None:
     stream.close()
 
 
+def run_stages(repo: Path, stages: list[str], logs: Path, bench: Bench, interval: float = 0.1,
+               env: dict | None = None) -> list[dict]:
+    """`dvc repro -f --single-item <stage>` of each stage named (a foreach/matrix group name, e.g. `train`,
+    means all its items; none = every stage), one at a time in pipeline order, each under measure()."""
+    from _repo import pipeline_order  # pandas: not before a bench's own process set-up
+
+    order = pipeline_order(repo)
+    unknown = [s for s in stages if s not in order and not any(o.startswith(f"{s}@") for o in order)]
+    if unknown:
+        sys.exit(f"unknown stage(s) {unknown}; known: {order}")
+    rows = []
+    for stage in [o for o in order if not stages or o in stages or o.split("@")[0] in stages]:
+        print(f"  {stage} ...", end="", flush=True)
+        r = measure(["dvc", "repro", "-f", "--single-item", stage], repo, env=env, interval=interval,
+                    log=logs / f"{stage.replace('@', '_')}.log")
+        rows.append({"stage": stage, **r, "load_1m": load_1m()})
+        print(f" {r['peak_tree_mb']:.0f} MB, {r['seconds']:.0f} s  {bench.note()}"
+              + ("" if r["rc"] == 0 else f"  FAILED rc={r['rc']} (log {logs})"), flush=True)
+    return rows
+
+
 def tail(log: Path, chars: int = 4000) -> str:
     return log.read_text(errors="replace")[-chars:] if log.exists() else ""

@@ -108,9 +108,13 @@ def git_commit_all(repo: Path) -> None:
         subprocess.run(cmd, cwd=repo, check=True, capture_output=True)
 
 
-def copy_with_outputs(dest: Path, source: Path, dirs: tuple[str, ...]) -> Path:
-    """A copy of the checkout (copy_repo) holding source's params.yaml and dvc.lock and its DVC outputs `dirs`
-    (hard links), so a stage runs there on what source's pipeline made, without its upstream."""
+OUTPUT_DIRS = ("data/interim", "data/features", "data/pretrained", "weights", "models")
+
+
+def copy_on_outputs(dest: Path, source: Path = ROOT, dirs: tuple[str, ...] = OUTPUT_DIRS) -> Path:
+    """A git copy of the checkout (copy_repo) holding source's params.yaml and dvc.lock, its DVC outputs `dirs`
+    (hard links) and its raw data (data.raw_dir made absolute), so a stage runs there on what source's pipeline
+    made, without its upstream and without touching source."""
     repo = copy_repo(dest)
     for name in ("params.yaml", "dvc.lock"):
         if (source / name).is_file():
@@ -118,6 +122,9 @@ def copy_with_outputs(dest: Path, source: Path, dirs: tuple[str, ...]) -> Path:
     for rel in dirs:
         if (source / rel).is_dir():
             link_tree(source / rel, repo / rel)
+    raw = Path(yaml.safe_load((repo / "params.yaml").read_text())["data"]["raw_dir"])
+    set_params(repo, {"data.raw_dir": str(raw if raw.is_absolute() else (source / raw).resolve())})
+    git_commit_all(repo)
     return repo
 
 

@@ -10,6 +10,7 @@ for dvc itself).
     python bench/bench_memory.py                         # every stage, real data, in a temporary copy
     python bench/bench_memory.py ingest prep_images      # only these stages (their inputs must exist)
     python bench/bench_memory.py --repo . cluster@text_bow   # in place, in this checkout
+    python bench/bench_memory.py --source /tmp/study clean_text   # a copy on another repository's outputs
 
 The temporary copy holds the checkout's files (as tests/integration does), dvc.lock, and a copy of the
 DVC outputs already in the workspace (data/interim, data/features, data/pretrained, weights, models: hard
@@ -28,39 +29,9 @@ from pathlib import Path
 import yaml
 
 import _bench
-from _repo import ROOT, copy_with_outputs, git_commit_all, pipeline_order, real_data_dir, set_params
-
-OUTPUT_DIRS = ("data/interim", "data/features", "data/pretrained", "weights", "models")
-
-
-def temp_copy(dest: Path) -> Path:
-    """The checkout's files + dvc.lock + existing DVC outputs (hard links), params pointed at the real data."""
-    repo = copy_with_outputs(dest, ROOT, OUTPUT_DIRS)
-    set_params(repo, {"data.raw_dir": str(real_data_dir())})
-    git_commit_all(repo)
-    return repo
-
+from _repo import ROOT, copy_on_outputs
 
 # --------------------------------------------------------------------------- main
-def run_stages(repo: Path, stages: list[str], interval: float, logs: Path, bench: _bench.Bench) -> list[dict]:
-    order = pipeline_order(repo)
-    unknown = [s for s in stages if s not in order and not any(o.startswith(f"{s}@") for o in order)]
-    if unknown:
-        sys.exit(f"unknown stage(s) {unknown}; known: {order}")
-    # a group name (e.g. `cluster`) means all its items; keep pipeline order
-    wanted = [o for o in order if not stages or o in stages or o.split("@")[0] in stages]
-    rows = []
-    for stage in wanted:
-        print(f"  {stage} ...", end="", flush=True)
-        r = _bench.measure(["dvc", "repro", "-f", "--single-item", stage], repo, interval=interval,
-                           log=logs / f"{stage.replace('@', '_')}.log")
-        r = {"stage": stage, **r, "load_1m": _bench.load_1m()}
-        print(f" {r['peak_tree_mb']:.0f} MB, {r['seconds']:.0f} s  {bench.note()}"
-              + ("" if r["rc"] == 0 else f"  FAILED rc={r['rc']}"))
-        rows.append(r)
-    return rows
-
-
 def print_table(rows: list[dict], budget_mb: float, n_jobs: int, bench: _bench.Bench) -> None:
     print(f"CPU: {bench.cpu}; load = the 1-min load average when the stage ended")
     head = (f"{'stage':34} {'peak tree MB':>12} {'peak proc MB':>12} {'wall s':>8} {'cpu s':>8} {'cores':>6} "
@@ -85,6 +56,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("stages", nargs="*", help="stage names or foreach groups (default: every stage)")
     ap.add_argument("--repo", type=Path, help="run in place in this checkout instead of a temporary copy")
+    ap.add_argument("--source", type=Path, default=ROOT,
+                    help="the repository whose params and outputs the temporary copy takes (default: this checkout)")
     ap.add_argument("--interval", type=float, default=0.1, help="seconds between RSS samples")
     ap.add_argument("--budget-gb", type=float, default=8.0)
     ap.add_argument("--json", type=Path, help="also write the rows to this JSON file")
@@ -96,14 +69,14 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_memory_"))
     failed = True
     try:
-        repo = args.repo.resolve() if args.repo else temp_copy(tmp / "repo")
+        repo = args.repo.resolve() if args.repo else copy_on_outputs(tmp / "repo", args.source.resolve())
         if not args.repo:  # runs in the copy go to a throw-away MLflow store
             os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
         n_jobs = int(yaml.safe_load((repo / "params.yaml").read_text())["n_jobs"])
         logs = tmp / "logs"
         logs.mkdir()
         print(f"repo: {repo}  (psutil sampler, every {args.interval} s; n_jobs={n_jobs}; stage logs: {logs})")
-        rows = run_stages(repo, args.stages, args.interval, logs, bench)
+        rows = _bench.run_stages(repo, args.stages, logs, bench, args.interval)
         print()
         print_table(rows, args.budget_gb * 1024, n_jobs, bench)
         if args.json:

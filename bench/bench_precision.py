@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 import _bench  # noqa: E402
-from _repo import copy_with_outputs, set_params  # noqa: E402
+from _repo import copy_on_outputs, set_params  # noqa: E402
 from fkstudy import files, paths  # noqa: E402
 from fkstudy.image.registry import IMAGE  # noqa: E402
 from fkstudy.text.registry import TEXT  # noqa: E402
@@ -61,7 +61,7 @@ def stage_of(method: str) -> tuple[str, str]:
 
 def workspace(dest: Path, source: Path, methods: list[str]) -> Path:
     """A copy of the checkout on source's outputs whose pipeline lists hold every stage this bench runs."""
-    ws = copy_with_outputs(dest, source, INPUTS)
+    ws = copy_on_outputs(dest, source, INPUTS)
     lists = yaml.safe_load((ws / "params.yaml").read_text())["pipeline"]
     text = [m for m in methods if m in TEXT]
     deep = [m for m in methods if m not in TEXT]
