@@ -35,6 +35,16 @@ LOAD_PER_CORE = 1.5
 MB = 2 ** 20
 
 
+def stage_process() -> None:
+    """Set this process up as a stage's (stages/_bootstrap.py: pinned numerics, passive OpenMP waiting, no
+    CUDA probing). Call it before numpy, torch, TensorFlow or OpenCV load."""
+    sys.path.insert(0, str(ROOT / "stages"))
+    try:
+        import _bootstrap  # noqa: F401
+    finally:
+        sys.path.remove(str(ROOT / "stages"))
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

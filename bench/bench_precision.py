@@ -22,24 +22,21 @@ prep_images clean_text`) and the pretrained weights (`dvc repro pretrained`). Ru
 """
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "stages"))
-import _bootstrap  # noqa: E402,F401  the stages' process set-up (pinned numerics), before numpy loads
-sys.path.remove(str(ROOT / "stages"))
+import _bench
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
+_bench.stage_process()  # as in every stage process: the pinned numerics, before numpy loads
 
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-import _bench  # noqa: E402
 from _repo import copy_on_outputs, set_params  # noqa: E402
 from fkstudy import files, paths  # noqa: E402
 from fkstudy.image.registry import IMAGE  # noqa: E402
@@ -155,7 +152,7 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", nargs="+", default=list(METHODS))
-    ap.add_argument("--repo", type=Path, default=ROOT, help="the repository whose pipeline outputs are used")
+    ap.add_argument("--repo", type=Path, default=_bench.ROOT, help="the repository whose pipeline outputs are used")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--keep", action="store_true", help="keep the temporary copy and the stage logs")
     _bench.add_arguments(ap)
