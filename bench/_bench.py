@@ -132,23 +132,30 @@ def measure(cmd: list[str], cwd: Path, *, env: dict | None = None, log: Path | N
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     reader = threading.Thread(target=_pump, args=(proc.stdout, log, on_line, t0), daemon=True)
     reader.start()
-    root = psutil.Process(proc.pid)  # not reaped before wait4 below: the pid cannot be reused meanwhile
-    peak_tree, peak_at, threads = 0, 0.0, 0
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        rss, n_threads = tree_rss(root)
-        if rss > peak_tree:
-            peak_tree, peak_at, threads = rss, time.perf_counter() - t0, n_threads
-        time.sleep(interval)
+    peak = {"tree": 0, "at": 0.0, "threads": 0}
+    done = threading.Event()
+    sampler = threading.Thread(target=_sample, args=(psutil.Process(proc.pid), interval, done, peak, t0), daemon=True)
+    sampler.start()
+    _, status, usage = os.wait4(proc.pid, 0)  # blocks: the wall time is exact, not rounded up to a sample
     wall = time.perf_counter() - t0
+    done.set()
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    sampler.join()
     reader.join()
+    peak_tree, peak_at, threads = peak["tree"], peak["at"], peak["threads"]
     cpu = usage.ru_utime + usage.ru_stime
     return {"seconds": round(wall, 2), "cpu_seconds": round(cpu, 1), "cores": round(cpu / max(wall, 1e-9), 2),
             "peak_tree_mb": round(peak_tree / MB, 1), "peak_tree_at_s": round(peak_at, 1),
             "peak_process_mb": round(usage.ru_maxrss * 1024 / MB, 1), "threads": threads, "rc": proc.returncode}
+
+
+def _sample(root: psutil.Process, interval: float, done: threading.Event, peak: dict, t0: float) -> None:
+    while True:
+        rss, n_threads = tree_rss(root)
+        if rss > peak["tree"] and not done.is_set():
+            peak.update(tree=rss, at=time.perf_counter() - t0, threads=n_threads)
+        if done.wait(interval):
+            return
 
 
 def _pump(stream, log: Path | None, on_line, t0: float) -> None:

@@ -38,9 +38,7 @@ import yaml
 
 import _bench
 from _repo import CSV, ROOT, copy_repo, git_commit_all, real_data_dir, set_params
-
-sys.path.insert(0, str(ROOT / "src"))
-from fkstudy.text.registry import TEXT  # noqa: E402
+from fkstudy.text.registry import TEXT  # on sys.path through _bench
 
 # the text methods the pipeline runs (params.yaml `pipeline.text`), every one a text registry entry
 METHODS = [TEXT[m].name for m in yaml.safe_load((ROOT / "params.yaml").read_text())["pipeline"]["text"]]
