@@ -18,6 +18,10 @@ refuses a loaded machine unless --allow-loaded, recorded in the JSON).
 
     python bench/bench_scale.py [--scales 1 5 20] [--methods bow tfidf ...] [--cluster-set tfidf]
                                 [--classifier-set tfidf] [--budget-min 30] [--json out.json]
+    python bench/bench_scale.py --per-class 10 --scales 1 2 --methods tfidf --allow-loaded   # a code-path check
+
+Before the measured stages, `pretrained` runs once per copy (not measured): every text_features stage
+depends on its weights record.
 
 A scale whose linear extrapolation from the previous one exceeds --budget-min is skipped (and said so).
 """
@@ -37,7 +41,7 @@ import pandas as pd
 import yaml
 
 import _bench
-from _repo import CSV, ROOT, copy_repo, git_commit_all, real_data_dir, set_params
+from _repo import CSV, ROOT, copy_repo, git_commit_all, make_subset, real_data_dir, set_params
 from fkstudy.text.registry import TEXT  # on sys.path through _bench
 
 # the text methods the pipeline runs (params.yaml `pipeline.text`), every one a text registry entry
@@ -53,9 +57,10 @@ def _perturb(words: list[str], rng: np.random.Generator, drop: float, swaps: int
     return kept
 
 
-def synth_catalog(dest: Path, scale: int, seed: int = 0) -> tuple[Path, int]:
-    """Write <dest>/<csv> + <dest>/Images (symlinks) for `scale` × the real catalog; returns (dir, rows)."""
-    src = real_data_dir()
+def synth_catalog(dest: Path, scale: int, seed: int = 0, per_class: int = 0) -> tuple[Path, int]:
+    """Write <dest>/<csv> + <dest>/Images (symlinks) for `scale` × the real catalog (or a per_class subset of
+    it); returns (dir, rows)."""
+    src = make_subset(dest.with_name("subset"), per_class) if per_class else real_data_dir()
     real = pd.read_csv(src / CSV, dtype=str, keep_default_na=False)
     category = real["product_category_tree"].str.extract(r'^\["([^>"]+)')[0].str.strip()
     by_class = {c: np.flatnonzero(category.to_numpy() == c) for c in category.unique()}
@@ -88,16 +93,20 @@ def synth_catalog(dest: Path, scale: int, seed: int = 0) -> tuple[Path, int]:
 # ---------------------------------------------------------------- measured stage runs
 def run_scale(scale: int, tmp: Path, args, bench: _bench.Bench) -> list[dict]:
     base = tmp / f"x{scale}"
-    data, rows = synth_catalog(base / "data", scale, args.seed)
+    data, rows = synth_catalog(base / "data", scale, args.seed, args.per_class)
     repo = copy_repo(base / "repo")
     for out in ("metrics", "plots", "reports"):  # outputs must come from this run
         shutil.rmtree(repo / out, ignore_errors=True)
     (repo / "dvc.lock").unlink(missing_ok=True)
     if args.dvc_yaml:
         shutil.copy(args.dvc_yaml, repo / "dvc.yaml")
-    set_params(repo, {"data.raw_dir": str(data)})
+    set_params(repo, {"data.raw_dir": str(data), **({"data.min_per_class": 5} if args.per_class else {})})
     git_commit_all(repo)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{base / 'mlflow.db'}"}
+    # set-up, not measured: the weights records every text_features stage depends on
+    setup = _bench.measure(["dvc", "repro", "--single-item", "pretrained"], repo, env=env, log=base / "dvc.log")
+    if setup["rc"]:
+        sys.exit(f"dvc repro --single-item pretrained failed; log {base / 'dvc.log'}:\n{_bench.tail(base / 'dvc.log')}")
     stages = ["ingest", "clean_text", *[f"text_features@{m}" for m in args.methods],
               f"cluster@text_{args.cluster_set}", f"text_classifier@{args.classifier_set}"]
     results = []
@@ -160,6 +169,8 @@ def main():
     ap.add_argument("--classifier-set", default="tfidf", choices=METHODS)
     ap.add_argument("--budget-min", type=float, default=30.0, help="skip a scale projected (linearly) to exceed this")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--per-class", type=int, default=0,
+                    help="scale N real products per class instead of the whole catalog (a code-path check)")
     ap.add_argument("--nice", type=int, default=10)
     ap.add_argument("--json", type=Path, help="also write the measurements here")
     ap.add_argument("--dvc-yaml", type=Path, help="use this dvc.yaml instead of the working tree's")
