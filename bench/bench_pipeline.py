@@ -1,12 +1,31 @@
-"""Benchmark: a cold `dvc repro` of the whole pipeline on the real data, per stage, then a no-op `dvc repro`.
+"""Benchmark (issue 19): a cold `dvc repro --force` of the pipeline, per stage, then a no-op `dvc repro`.
 
-Prints figures (not a test). Runs in a temporary copy of the repository with a fresh DVC cache and
-`--force`, so every stage runs. For each stage: its wall time (from DVC's output), its start-up (process
-start to `start_stage`: interpreter, imports, params validation — from reports/timings), its work (the rest
-of the stage process) and DVC's own share (hashing, lock updates, between processes). Totals: the cold
-repro, the sum of stage work, the start-up overhead; with and without the fine-tuning stages (`finetune@`).
+Prints figures (not a test). Runs in a temporary copy of the repository (the checkout's files; no DVC
+output, no dvc.lock, no metrics/plots/reports), with a new EMPTY DVC cache (`dvc cache dir --local`; no run
+cache to restore from), on the real data, so every stage runs from scratch, `pretrained` included.
 
-    python bench/bench_pipeline.py [--targets report_screenshot] [--per-class N] [--json out.json]
+1. `dvc repro --force` of the default pipeline: every stage except the optional ones -> wall_seconds.
+2. `dvc repro --force --single-item` of the optional stages (names starting with an `--optional` prefix,
+   e.g. `fine_tune@`; none by default) -> wall_seconds_all = both runs.
+3. `dvc repro` again: the no-op time (target <= 3 s; no stage may run).
+
+Per stage: its wall time (from DVC's output: one "Running stage" line to the next, so DVC's hashing and lock
+writing after a stage count in it), and from the stage's own timing file (reports/timings/<stage>[/<key>].json,
+matched by the time it was written): `startup_seconds` (process start to start_stage: interpreter, imports,
+params) and its work (the file's `seconds`, else the sum of its other `*_seconds` steps, a step that ends
+with another's name counted as part of it: head_fit_seconds in fit_seconds). The rest is DVC's share and
+whatever the stage did not time. Peak memory: the single sampler of bench/_bench.py over each whole run: the
+largest sum over the process tree (and the stage running then), and wait4's high-water mark of the largest
+single process (target <= 8 GB).
+
+    python bench/bench_pipeline.py                               # real data -> bench/cold_pipeline.json
+    python bench/bench_pipeline.py --optional fine_tune@ zero_shot   # timed apart (wall_seconds without them)
+    python bench/bench_pipeline.py --per-class 5 --targets ingest clean_text --allow-loaded --json /tmp/c.json
+
+`--per-class N` runs on N real products per class (the integration fixture's params, tests' SMALL_PARAMS):
+a code-path check, never a figure. Refuses a loaded machine (bench/_bench.py; `--allow-loaded` overrides and
+the JSON records "loaded": true). The JSON is written to bench/cold_pipeline.json only by a full run on the
+real data (no --per-class, no --targets); otherwise only where --json says.
 """
 from __future__ import annotations
 
@@ -14,107 +33,184 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "src"))
-from integration.conftest import copy_repo, make_subset, set_params  # noqa: E402
+import _bench
+from _repo import ROOT, SMALL_PARAMS, copy_repo, git_commit_all, make_subset, pipeline_order, real_data_dir, set_params
 
-FINE_TUNING = ("finetune@",)
+OUT = ROOT / "bench" / "cold_pipeline.json"
+BUDGET_MB = 8 * 1024
+NOOP_TARGET_S = 3.0
+RUNNING = re.compile(r"Running stage '([^']+)'")
 
 
-def run_timed(cmd: list[str], cwd: Path, env: dict) -> tuple[float, list[tuple[str, float]]]:
-    """Run `cmd`, streaming its output; (total seconds, [(stage, wall seconds)] in run order)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    stages, current, started = [], None, t0
-    tail: list[str] = []
-    for line in proc.stdout:
-        tail = (tail + [line])[-60:]
-        m = re.match(r"Running stage '([^']+)'", line)
+def cold_copy(tmp: Path, per_class: int) -> Path:
+    """A git repository copy of the checkout with no pipeline output, an empty DVC cache, params on the data."""
+    repo = copy_repo(tmp / "repo")
+    for out in ("metrics", "plots", "reports"):  # every output must come from this run
+        shutil.rmtree(repo / out, ignore_errors=True)
+    (repo / "dvc.lock").unlink(missing_ok=True)
+    if per_class:
+        if per_class < SMALL_PARAMS["data.min_per_class"]:
+            sys.exit(f"--per-class {per_class}: at least {SMALL_PARAMS['data.min_per_class']} "
+                     "(the subset params' data.min_per_class)")
+        set_params(repo, {**SMALL_PARAMS, "data.raw_dir": str(make_subset(tmp / "data", per_class))})
+    else:
+        set_params(repo, {"data.raw_dir": str(real_data_dir())})
+    git_commit_all(repo)
+    (tmp / "cache").mkdir()
+    subprocess.run(["dvc", "cache", "dir", "--local", str(tmp / "cache")], cwd=repo, check=True, capture_output=True)
+    return repo
+
+
+class StageClock:
+    """Reads DVC's output as it comes: when each stage started (wall clock) and the load average then."""
+
+    def __init__(self):
+        self.starts: list[tuple[str, float, float]] = []
+
+    def __call__(self, line: str, _since_start: float) -> None:
+        m = RUNNING.search(line)
         if m:
-            now = time.perf_counter()
-            if current:
-                stages.append((current, now - started))
-            current, started = m.group(1), now
-    proc.wait()
-    end = time.perf_counter()
-    if current:
-        stages.append((current, end - started))
-    if proc.returncode:
-        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{''.join(tail)}")
-    return end - t0, stages
+            self.starts.append((m.group(1), time.time(), _bench.load_1m()))
 
 
-def timing_files(repo: Path) -> dict[str, dict]:
-    """Each stage's reports/timings record, keyed by stage name (cluster/text_bow.json -> cluster@text_bow)."""
-    out = {}
-    for path in (repo / "reports" / "timings").rglob("*.json"):
-        rel = path.relative_to(repo / "reports" / "timings").with_suffix("").as_posix()
-        out[rel.replace("/", "@", 1)] = json.loads(path.read_text())
-    return out
+def repro(cmd: list[str], repo: Path, env: dict, log: Path, label: str) -> tuple[dict, list[dict]]:
+    """Run one `dvc repro ...` under the sampler: (its figures, one row per stage it ran)."""
+    clock = StageClock()
+    t0 = time.time()
+    r = _bench.measure(cmd, repo, env=env, log=log, interval=0.5, on_line=clock)
+    if r["rc"]:
+        sys.exit(f"{label}: `{' '.join(cmd)}` failed ({r['rc']}); log {log}:\n{_bench.tail(log)}")
+    end = t0 + r["seconds"]
+    rows = []
+    for i, (stage, start, load) in enumerate(clock.starts):
+        stop = clock.starts[i + 1][1] if i + 1 < len(clock.starts) else end
+        rows.append({"stage": stage, "run": label, "start": start, "stop": stop, "wall_seconds": round(stop - start, 2),
+                     "load_1m_at_start": load})
+    peak_time = t0 + r["peak_tree_at_s"]
+    r["peak_tree_stage"] = next((row["stage"] for row in rows if row["start"] <= peak_time < row["stop"]), None)
+    return r, rows
 
 
-def stage_timing(timings: dict, stage: str) -> dict:
-    name, _, item = stage.partition("@")
-    if stage in timings:
-        return timings[stage]
-    if name == "train":  # train@vgg16-base writes train/vgg16_base.json
-        return timings.get(f"train@{item.replace('-', '_')}", {})
-    return timings.get(name, {}) if not item else {}
+def work_seconds(timing: dict) -> float | None:
+    """The stage's timed work: its `seconds`, else the sum of its `*_seconds` steps (startup and per-unit
+    rates excluded; a step named like the end of another, head_fit_seconds vs fit_seconds, is part of it)."""
+    if isinstance(timing.get("seconds"), (int, float)):
+        return float(timing["seconds"])
+    steps = [k for k, v in timing.items() if k.endswith("_seconds") and k != "startup_seconds"
+             and isinstance(v, (int, float))]
+    steps = [k for k in steps if not any(k != o and k.endswith("_" + o) for o in steps)]
+    return round(sum(timing[k] for k in steps), 3) if steps else None
+
+
+def attach_timings(repo: Path, rows: list[dict]) -> None:
+    """Each stage's timing file is the one written while it ran (the stage name maps to its path loosely:
+    train@vgg16-base writes train/vgg16_base.json, fine_tune@vgg16 train/vgg16_finetuned.json)."""
+    base = repo / "reports" / "timings"
+    files = [(p.stat().st_mtime, p) for p in base.rglob("*.json")] if base.is_dir() else []
+    for row in rows:
+        mine = [p for t, p in files if row["start"] <= t < row["stop"]]
+        named = [p for p in mine if p.relative_to(base).with_suffix("").as_posix().replace("/", "@", 1) == row["stage"]]
+        path = (named or mine or [None])[0]
+        timing = json.loads(path.read_text()) if path else {}
+        startup, work = timing.get("startup_seconds"), work_seconds(timing)
+        row.update(timing_file=path.relative_to(repo).as_posix() if path else None, startup_seconds=startup,
+                   work_seconds=work, steps={k: v for k, v in timing.items() if k.endswith("seconds") and k != "startup_seconds"},
+                   other_seconds=round(row["wall_seconds"] - (startup or 0) - (work or 0), 2) if path else None)
+
+
+def total(rows: list[dict], key: str) -> float:
+    return round(sum(r[key] for r in rows if r.get(key) is not None), 1)
+
+
+def print_rows(rows: list[dict], bench: _bench.Bench) -> None:
+    print(f"\nper stage (CPU: {bench.cpu}; load = 1-min load average when the stage started), slowest first:")
+    print(f"{'stage':<36} {'run':<8} {'wall s':>8} {'start-up s':>10} {'work s':>8} {'other s':>8} {'load':>5}")
+    fmt = lambda v: "" if v is None else f"{v:.1f}"  # noqa: E731
+    for r in sorted(rows, key=lambda r: -r["wall_seconds"]):
+        print(f"{r['stage']:<36} {r['run']:<8} {r['wall_seconds']:>8.1f} {fmt(r['startup_seconds']):>10} "
+              f"{fmt(r['work_seconds']):>8} {fmt(r['other_seconds']):>8} {r['load_1m_at_start']:>5.2f}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--targets", nargs="*", default=[])
-    ap.add_argument("--per-class", type=int, default=0, help="0 = all 1050 real products")
-    ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--targets", nargs="*", default=[], help="only these stages and their upstream (default: all)")
+    ap.add_argument("--optional", nargs="*", default=[], metavar="PREFIX",
+                    help="stages whose name starts with one of these are optional: run after the default pipeline")
+    ap.add_argument("--per-class", type=int, default=0, help="N real products per class (0 = all 1050)")
+    ap.add_argument("--json", type=Path, help=f"write the figures here (default {OUT.relative_to(ROOT)} for a full "
+                                              "real-data run, else nowhere)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary copy (its path is printed)")
+    _bench.add_arguments(ap)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="fkstudy-bench-") as tmp:
-        tmp = Path(tmp)
-        repo = copy_repo(tmp / "repo")
-        raw = make_subset(tmp / "data", args.per_class) if args.per_class else (ROOT / "data/raw/flipkart").resolve()
-        set_params(repo, {"data.raw_dir": str(raw), **({"data.min_per_class": 5} if args.per_class else {})})
-        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
-        for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
-                    ["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "bench"],
-                    ["dvc", "cache", "dir", "--local", str(tmp / "cache")]):
-            subprocess.run(cmd, cwd=repo, check=True, capture_output=True)
-        load = os.getloadavg()[0]
-        cold, stages = run_timed(["dvc", "repro", "--force", *args.targets], repo, env)
-        noop, again = run_timed(["dvc", "repro", *args.targets], repo, env)
-        timings = timing_files(repo)
+    bench = _bench.Bench("bench_pipeline", args.allow_loaded)
+    out = args.json or (OUT if not args.per_class and not args.targets else None)
 
-    rows = []
-    for stage, wall in stages:
-        t = stage_timing(timings, stage)
-        startup = t.get("startup_seconds")
-        rows.append({"stage": stage, "wall": wall, "startup": startup})
-    print(f"cold `dvc repro --force` ({len(stages)} stages, real data, load average {load:.1f} at start): {cold:.0f} s")
-    print(f"{'stage':<38} {'wall s':>8} {'start-up s':>11}")
-    for r in sorted(rows, key=lambda r: -r["wall"]):
-        start = "" if r["startup"] is None else f"{r['startup']:.1f}"
-        print(f"{r['stage']:<38} {r['wall']:>8.1f} {start:>11}")
-    known = [r for r in rows if r["startup"] is not None]
-    startup = sum(r["startup"] for r in known)
-    fine = sum(r["wall"] for r in rows if r["stage"].startswith(FINE_TUNING))
-    summary = {"cold_seconds": round(cold, 1), "stages": len(stages), "sum_stage_wall_seconds": round(sum(r["wall"] for r in rows), 1),
-               "startup_seconds": round(startup, 1),
-               "stage_work_seconds": round(sum(r["wall"] for r in known) - startup, 1),
-               "fine_tuning_seconds": round(fine, 1), "cold_without_fine_tuning_seconds": round(cold - fine, 1),
-               "noop_seconds": round(noop, 2), "noop_stages_run": len(again), "load_average": round(load, 1)}
-    print(f"\nsum of stage wall times {summary['sum_stage_wall_seconds']} s = stage work {summary['stage_work_seconds']} s"
-          f" + start-up (interpreter, imports, params) {summary['startup_seconds']} s + DVC's own share; "
-          f"fine-tuning stages {summary['fine_tuning_seconds']} s (cold without them: "
-          f"{summary['cold_without_fine_tuning_seconds']} s)")
-    print(f"no-op `dvc repro`: {noop:.2f} s, {len(again)} stages run")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"summary": summary, "stages": rows}, indent=2) + "\n")
+    tmp = Path(tempfile.mkdtemp(prefix="fkstudy-bench-pipeline-"))
+    try:
+        repo = cold_copy(tmp, args.per_class)
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db", "PYTHONUNBUFFERED": "1"}
+        order = pipeline_order(repo, args.targets)
+        optional = [s for s in order if s.startswith(tuple(args.optional))] if args.optional else []
+        default = [s for s in order if s not in optional]
+        print(f"cold copy {tmp}: {len(default)} default + {len(optional)} optional stages, empty DVC cache, "
+              f"{'%d per class' % args.per_class if args.per_class else 'real data'}", flush=True)
+        first, rows = repro(["dvc", "repro", "--force", *(default if optional else args.targets)], repo, env,
+                            tmp / "repro_default.log", "default")
+        print(f"cold `dvc repro --force` (default pipeline, {len(rows)} stages): {first['seconds']:.0f} s  "
+              f"{bench.note()}", flush=True)
+        runs = {"default": first}
+        left = [s for s in optional if s not in {r["stage"] for r in rows}]  # a default stage may pull one in
+        if left:
+            runs["optional"], more = repro(["dvc", "repro", "--force", "--single-item", *left], repo, env,
+                                           tmp / "repro_optional.log", "optional")
+            rows += more
+            print(f"optional stages ({len(more)}): {runs['optional']['seconds']:.0f} s  {bench.note()}", flush=True)
+        noop, again = repro(["dvc", "repro", *args.targets], repo, env, tmp / "repro_noop.log", "no-op")
+        attach_timings(repo, rows)
+    except BaseException:
+        print(f"kept (logs, copy): {tmp}", file=sys.stderr)
+        raise
+    if args.keep:
+        print(f"kept (logs, copy): {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    for r in rows:
+        r["optional"] = r["stage"] in optional
+        del r["start"], r["stop"]
+    wall_all = round(sum(r["seconds"] for r in runs.values()), 1)
+    peak = max(runs.values(), key=lambda r: r["peak_tree_mb"])
+    summary = {
+        "wall_seconds": round(first["seconds"], 1), "wall_seconds_all": wall_all,
+        "optional_prefixes": args.optional, "optional_stages": optional, "stages": len(rows),
+        "sum_stage_wall_seconds": total(rows, "wall_seconds"), "sum_startup_seconds": total(rows, "startup_seconds"),
+        "sum_work_seconds": total(rows, "work_seconds"), "sum_other_seconds": total(rows, "other_seconds"),
+        "noop_seconds": round(noop["seconds"], 2), "noop_stages_run": len(again), "noop_target_seconds": NOOP_TARGET_S,
+        "peak_memory": {"tree_mb": peak["peak_tree_mb"], "tree_stage": peak["peak_tree_stage"],
+                        "process_mb": max(r["peak_process_mb"] for r in runs.values()), "budget_mb": BUDGET_MB},
+        "per_class": args.per_class, "targets": args.targets, "data": "subset" if args.per_class else "real",
+    }
+    print_rows(rows, bench)
+    pm = summary["peak_memory"]
+    print(f"\ncold `dvc repro --force`: default pipeline {summary['wall_seconds']:.0f} s, with the optional stages "
+          f"{wall_all:.0f} s  {bench.note()}")
+    print(f"sum of stage wall {summary['sum_stage_wall_seconds']} s = start-up {summary['sum_startup_seconds']} s + "
+          f"work {summary['sum_work_seconds']} s + DVC and untimed {summary['sum_other_seconds']} s "
+          f"(stages without a timing file count in none of the three)")
+    print(f"peak memory: process tree {pm['tree_mb']:.0f} MB ({pm['tree_stage']}), largest process "
+          f"{pm['process_mb']:.0f} MB; budget {BUDGET_MB} MB: {'within' if max(pm['tree_mb'], pm['process_mb']) <= BUDGET_MB else 'OVER'}"
+          f"  {bench.note()}")
+    print(f"no-op `dvc repro`: {noop['seconds']:.2f} s (target <= {NOOP_TARGET_S:g} s), {len(again)} stages run  "
+          f"{bench.note()}")
+    if out:
+        bench.write_json(out, {**summary, "runs": runs, "rows": rows})
 
 
 if __name__ == "__main__":

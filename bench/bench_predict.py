@@ -15,8 +15,8 @@ description and the photo file), as the `register` stage scores them.
    keep-alive connection, like a client would hold): p50 / p95 latency in ms; then requests of
    `--serve-batch` products with photos: products/s.
 
-Prints the figures; with --write also bench/serving_real_data.json (flat keys, read by the report stage
-for its deployment recommendation): measured_at, cpus, loadavg_1m, model_uri, n_products, n_jobs,
+Prints the figures; with --write also bench/serving_real_data.json (flat keys, with the machine's facts of
+bench/_bench.py: cpu_model, cpus, load_average, loaded, measured_at): model_uri, n_products, n_jobs,
 batch_size, model_load_s, batch_text_only_products_per_s, batch_with_photos_products_per_s,
 serve_start_s, serve_requests, serve_text_only_p50_ms, serve_text_only_p95_ms, serve_with_photo_p50_ms,
 serve_with_photo_p95_ms, serve_batch_rows, serve_batch_with_photos_products_per_s. Not a test.
@@ -33,14 +33,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+import _bench
+
+ROOT = _bench.ROOT
 OUT = ROOT / "bench" / "serving_real_data.json"
 
 
@@ -145,7 +146,9 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=100, help="single-product requests per kind")
     ap.add_argument("--serve-batch", type=int, default=16, help="products per request for served throughput")
     ap.add_argument("--write", action="store_true", help=f"write {OUT.relative_to(ROOT)}")
+    _bench.add_arguments(ap)
     args = ap.parse_args()
+    bench = _bench.Bench("bench_predict", args.allow_loaded)
     repo = args.repo.resolve()
     sys.path.insert(0, str(repo / "src"))
     os.chdir(repo)
@@ -160,9 +163,7 @@ def main() -> None:
     products = test_products(repo)
     with_photo = products[products["image"] != ""].reset_index(drop=True)
     text_only = products.assign(image="")
-    fig = {"measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
-           "loadavg_1m": round(os.getloadavg()[0], 2), "model_uri": uri, "n_products": len(products),
-           "batch_size": args.batch_size}
+    fig = {"model_uri": uri, "n_products": len(products), "batch_size": args.batch_size}
     with tempfile.TemporaryDirectory(prefix="fkstudy-bench-") as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
@@ -177,7 +178,7 @@ def main() -> None:
         del predictor
         print(f"batch CLI path ({len(products)} test products, model load {fig['model_load_s']:.1f} s): "
               f"text only {fig['batch_text_only_products_per_s']:.1f} products/s, "
-              f"with photos {fig['batch_with_photos_products_per_s']:.1f} products/s", flush=True)
+              f"with photos {fig['batch_with_photos_products_per_s']:.1f} products/s  {bench.note()}", flush=True)
 
         server = Server(uri, work / "serve.log")
         try:
@@ -198,11 +199,11 @@ def main() -> None:
     print(f"served (start {fig['serve_start_s']:.1f} s, {args.requests} single-product requests each): "
           f"text only p50 {fig['serve_text_only_p50_ms']:.0f} ms, p95 {fig['serve_text_only_p95_ms']:.0f} ms; "
           f"with a photo p50 {fig['serve_with_photo_p50_ms']:.0f} ms, p95 {fig['serve_with_photo_p95_ms']:.0f} ms; "
-          f"{b} products with photos per request: {fig['serve_batch_with_photos_products_per_s']:.1f} products/s")
+          f"{b} products with photos per request: {fig['serve_batch_with_photos_products_per_s']:.1f} products/s  "
+          f"{bench.note()}")
     fig = {k: round(v, 2) if isinstance(v, float) else v for k, v in fig.items()}
     if args.write:
-        OUT.write_text(json.dumps(fig, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {OUT.relative_to(ROOT)}")
+        bench.write_json(OUT, fig)
 
 
 if __name__ == "__main__":

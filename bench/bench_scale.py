@@ -8,14 +8,20 @@ decodes every one). Categories, missing photos and the other columns are kept.
 
 For each scale a temporary git+DVC copy of the repository runs, one `dvc repro --single-item` at a
 time: ingest → clean_text → text_features@<each method> → cluster@text_<set> → text_classifier@<set>.
+The methods default to params.yaml `pipeline.text` (each an entry of fkstudy.text.registry.TEXT).
 Per stage it prints the rows, wall-clock seconds of the whole `dvc` command (DVC's hashing
 included), the peak RSS of the stage's process tree (sampled every 0.2 s, summed over dvc and its
 children) and of its largest process (exact, from wait4), and the growth exponent b in
 time ∝ rows^b between consecutive scales (1 = linear; fixed start-up costs pull it below 1).
-Not a test. Goal (issue 5): near-linear growth, 20× in ≤ 5 min.
+Not a test. Goal (issue 5): near-linear growth, 20× in ≤ 5 min. Runs alone (bench/_bench.py:
+refuses a loaded machine unless --allow-loaded, recorded in the JSON).
 
     python bench/bench_scale.py [--scales 1 5 20] [--methods bow tfidf ...] [--cluster-set tfidf]
                                 [--classifier-set tfidf] [--budget-min 30] [--json out.json]
+    python bench/bench_scale.py --per-class 10 --scales 1 2 --methods tfidf --allow-loaded   # a code-path check
+
+Before the measured stages, `pretrained` runs once per copy (not measured): every text_features stage
+depends on its weights record.
 
 A scale whose linear extrapolation from the previous one exceeds --budget-min is skipped (and said so).
 """
@@ -26,21 +32,20 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psutil
+import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-from integration.conftest import CSV, copy_repo, real_data_dir, set_params  # noqa: E402
+import _bench
+from _repo import CSV, ROOT, copy_repo, git_commit_all, make_subset, real_data_dir, set_params
+from fkstudy.text.registry import TEXT  # on sys.path through _bench
 
-METHODS = ["bow", "tfidf", "word2vec", "glove", "bert", "use"]
+# the text methods the pipeline runs (params.yaml `pipeline.text`), every one a text registry entry
+METHODS = [TEXT[m].name for m in yaml.safe_load((ROOT / "params.yaml").read_text())["pipeline"]["text"]]
 
 
 # ---------------------------------------------------------------- synthetic catalog
@@ -52,9 +57,10 @@ def _perturb(words: list[str], rng: np.random.Generator, drop: float, swaps: int
     return kept
 
 
-def synth_catalog(dest: Path, scale: int, seed: int = 0) -> tuple[Path, int]:
-    """Write <dest>/<csv> + <dest>/Images (symlinks) for `scale` × the real catalog; returns (dir, rows)."""
-    src = real_data_dir()
+def synth_catalog(dest: Path, scale: int, seed: int = 0, per_class: int = 0) -> tuple[Path, int]:
+    """Write <dest>/<csv> + <dest>/Images (symlinks) for `scale` × the real catalog (or a per_class subset of
+    it); returns (dir, rows)."""
+    src = make_subset(dest.with_name("subset"), per_class) if per_class else real_data_dir()
     real = pd.read_csv(src / CSV, dtype=str, keep_default_na=False)
     category = real["product_category_tree"].str.extract(r'^\["([^>"]+)')[0].str.strip()
     by_class = {c: np.flatnonzero(category.to_numpy() == c) for c in category.unique()}
@@ -85,58 +91,31 @@ def synth_catalog(dest: Path, scale: int, seed: int = 0) -> tuple[Path, int]:
 
 
 # ---------------------------------------------------------------- measured stage runs
-def measure(cmd: list[str], cwd: Path, log: Path, env: dict) -> dict:
-    """Wall clock, peak RSS summed over the process tree (sampled) and of its largest process (wait4)."""
-    with open(log, "ab") as fh:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, env=env)
-        ps, peak_tree = psutil.Process(proc.pid), 0
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            try:
-                tree = [ps, *ps.children(recursive=True)]
-                peak_tree = max(peak_tree, sum(_rss(p) for p in tree))
-            except psutil.NoSuchProcess:
-                pass
-            time.sleep(0.2)
-        seconds = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        tail = log.read_text(errors="replace")[-4000:]
-        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}); log {log}:\n{tail}")
-    max_proc = usage.ru_maxrss / 1024  # KiB on Linux
-    return {"seconds": seconds, "peak_tree_mb": max(peak_tree / 2**20, max_proc), "max_proc_mb": max_proc}
-
-
-def _rss(p: psutil.Process) -> int:
-    try:
-        return p.memory_info().rss
-    except psutil.Error:
-        return 0
-
-
-def run_scale(scale: int, tmp: Path, args) -> list[dict]:
+def run_scale(scale: int, tmp: Path, args, bench: _bench.Bench) -> list[dict]:
     base = tmp / f"x{scale}"
-    data, rows = synth_catalog(base / "data", scale, args.seed)
+    data, rows = synth_catalog(base / "data", scale, args.seed, args.per_class)
     repo = copy_repo(base / "repo")
     for out in ("metrics", "plots", "reports"):  # outputs must come from this run
         shutil.rmtree(repo / out, ignore_errors=True)
     (repo / "dvc.lock").unlink(missing_ok=True)
     if args.dvc_yaml:
         shutil.copy(args.dvc_yaml, repo / "dvc.yaml")
-    set_params(repo, {"data.raw_dir": str(data)})
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "bench"]):
-        subprocess.run(cmd, cwd=repo, check=True, capture_output=True)
+    set_params(repo, {"data.raw_dir": str(data), **({"data.min_per_class": 5} if args.per_class else {})})
+    git_commit_all(repo)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{base / 'mlflow.db'}"}
+    # set-up, not measured: the weights records every text_features stage depends on
+    setup = _bench.measure(["dvc", "repro", "--single-item", "pretrained"], repo, env=env, log=base / "dvc.log")
+    if setup["rc"]:
+        sys.exit(f"dvc repro --single-item pretrained failed; log {base / 'dvc.log'}:\n{_bench.tail(base / 'dvc.log')}")
     stages = ["ingest", "clean_text", *[f"text_features@{m}" for m in args.methods],
               f"cluster@text_{args.cluster_set}", f"text_classifier@{args.classifier_set}"]
     results = []
     for stage in stages:
-        r = measure(["nice", "-n", str(args.nice), "dvc", "repro", "--single-item", stage], repo,
-                    base / "dvc.log", env)
+        r = _bench.measure(["nice", "-n", str(args.nice), "dvc", "repro", "--single-item", stage], repo, env=env,
+                           log=base / "dvc.log")
+        if r["rc"]:
+            sys.exit(f"dvc repro --single-item {stage} failed ({r['rc']}); log {base / 'dvc.log'}:\n"
+                     f"{_bench.tail(base / 'dvc.log')}")
         n = rows if stage == "ingest" else len(pd.read_parquet(repo / "data/interim/catalog.parquet", columns=["id"]))
         note = ""
         if stage.startswith("cluster@"):
@@ -145,9 +124,10 @@ def run_scale(scale: int, tmp: Path, args) -> list[dict]:
                 note = f"t-SNE/ARI on {m['tsne']['rows']} rows"
             if m.get("none", {}).get("silhouette_rows", n) < n:
                 note += f"{'; ' if note else ''}silhouette on {m['none']['silhouette_rows']}"
-        results.append({"scale": scale, "stage": stage, "rows": n, **r, "note": note})
+        results.append({"scale": scale, "stage": stage, "rows": n, **r, "note": note, "load_1m": _bench.load_1m()})
         print(f"  {scale:>3}×  {stage:<28} {n:>7} rows  {r['seconds']:8.1f} s  "
-              f"{r['peak_tree_mb']:7.0f} MB tree  {r['max_proc_mb']:7.0f} MB proc  {note}", flush=True)
+              f"{r['peak_tree_mb']:7.0f} MB tree  {r['peak_process_mb']:7.0f} MB proc  {note}  {bench.note()}",
+              flush=True)
     return results
 
 
@@ -189,18 +169,22 @@ def main():
     ap.add_argument("--classifier-set", default="tfidf", choices=METHODS)
     ap.add_argument("--budget-min", type=float, default=30.0, help="skip a scale projected (linearly) to exceed this")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--per-class", type=int, default=0,
+                    help="scale N real products per class instead of the whole catalog (a code-path check)")
     ap.add_argument("--nice", type=int, default=10)
     ap.add_argument("--json", type=Path, help="also write the measurements here")
     ap.add_argument("--dvc-yaml", type=Path, help="use this dvc.yaml instead of the working tree's")
     ap.add_argument("--merge", type=Path, nargs="*", default=[],
                     help="earlier --json files: their scales join the table (e.g. 20× run on its own)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary copies (path printed)")
+    _bench.add_arguments(ap)
     args = ap.parse_args()
+    bench = _bench.Bench("bench_scale", args.allow_loaded)
     for needed in {args.cluster_set, args.classifier_set} - set(args.methods):
         args.methods.append(needed)
     tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
-    print(f"bench_scale: {tmp}  (cpu count {os.cpu_count()}, load {os.getloadavg()[0]:.1f})", flush=True)
-    merged = [r for f in args.merge for r in json.loads(f.read_text()) if r["scale"] not in args.scales]
+    print(f"bench_scale: {tmp}", flush=True)
+    merged = [r for f in args.merge for r in _rows(f) if r["scale"] not in args.scales]
     fresh: list[dict] = []
     prev = None
     try:
@@ -211,19 +195,25 @@ def main():
                     print(f"  {scale}×: skipped — projected {projected:.0f} min from {prev[0]}× "
                           f"(> --budget-min {args.budget_min:g})", flush=True)
                     continue
-            res = run_scale(scale, tmp, args)
+            res = run_scale(scale, tmp, args, bench)
             fresh += res
             prev = (scale, sum(r["seconds"] for r in res))
-            print(f"  {scale}×: total {prev[1]:.0f} s", flush=True)
+            print(f"  {scale}×: total {prev[1]:.0f} s  {bench.note()}", flush=True)
             if args.json:
-                args.json.write_text(json.dumps(fresh, indent=1))
+                bench.write_json(args.json, {"methods": args.methods, "rows": fresh})
     finally:
         if args.keep:
             print(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     print()
+    print(f"CPU: {bench.cpu}; load average (1 min) {bench.load_before} at start, {_bench.load_1m()} now")
     print(table(merged + fresh))
+
+
+def _rows(path: Path) -> list[dict]:
+    doc = json.loads(path.read_text())
+    return doc if isinstance(doc, list) else doc["rows"]  # a list: written before the machine facts were
 
 
 if __name__ == "__main__":

@@ -19,16 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-os.chdir(ROOT)
+import _bench
 
-sys.path.insert(0, str(ROOT / "stages"))
-import _bootstrap  # noqa: E402,F401  (the stages' pinned numerics and thread waiting, before numpy loads)
+os.chdir(_bench.ROOT)
+_bench.stage_process()  # the stages' pinned numerics and thread waiting, before numpy loads
 
 import numpy as np  # noqa: E402
 
@@ -63,7 +60,9 @@ def main() -> None:
     ap.add_argument("--perplexities", nargs="+", type=float, default=[30.0, 50.0, 80.0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--json", default="bench/perplexity_real_data.json")
+    _bench.add_arguments(ap)
     args = ap.parse_args()
+    bench = _bench.Bench("tune_perplexity", args.allow_loaded)  # its seconds are timings
     params = load_params()
     default = params.cluster.tsne_perplexity
     out = Path(args.json)
@@ -79,7 +78,7 @@ def main() -> None:
                          "trainval_ari_std": round(float(np.std(aris, ddof=1)) if len(aris) > 1 else 0.0, 4),
                          "seeds": args.seeds, "seconds": round(time.perf_counter() - t0, 1)})
             print(f"{name:28s} perplexity {perp:5.0f}: train+val ARI {rows[-1]['trainval_ari_mean']:.4f} ± "
-                  f"{rows[-1]['trainval_ari_std']:.4f} ({rows[-1]['seconds']:.0f} s)", flush=True)
+                  f"{rows[-1]['trainval_ari_std']:.4f} ({rows[-1]['seconds']:.0f} s)  {bench.note()}", flush=True)
     rows.sort(key=lambda r: (r["set"], r["perplexity"]))
     chosen = {}
     for name in dict.fromkeys(r["set"] for r in rows):
@@ -92,7 +91,7 @@ def main() -> None:
                        "a perplexity replaces the default only when its mean beats the default's by more than the "
                        "larger seed std", "default_perplexity": default, "seeds": args.seeds,
            "seed_start": params.seed, "rows": rows, "tsne_perplexity_by_set": chosen}
-    out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    bench.write_json(out, doc)
     print(f"\ntsne_perplexity_by_set: {json.dumps(chosen)}   # -> params.yaml cluster; table in {args.json}")
 
 
