@@ -77,11 +77,26 @@ def test_failed_download_falls_back_to_labelled_random_init(tmp_path, no_network
 
 def test_successful_download_is_recorded(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # other tests may have set it process-wide
+    monkeypatch.setattr(W, "reachable", lambda host: True)  # a connected machine
     spec = fake_spec(tmp_path)
     model, rec = W.load_with_fallback(spec, tmp_path, allow_random_init=False, allow_download=True,
                                       from_file=lambda p: None, download=lambda: "downloaded",
                                       random_init=lambda: None)
     assert model == "downloaded" and rec["origin"] == "download" and rec["weights"] == "imagenet"
+
+
+def test_an_unreachable_host_is_not_tried(tmp_path, monkeypatch):
+    """Offline, a library's own download retries cost ~50 s (CLIP) before the fallback: a host that does not
+    answer a TCP connection is not tried at all."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    W.reachable.cache_clear()
+    assert not W.reachable("example.invalid")            # a reserved name: never resolves
+    assert not W.download_allowed(True, "https://example.invalid/toy.h5")
+    assert W.download_allowed(True, "")                  # no host known: the library decides
+    with pytest.raises(W.MissingWeightsError):
+        W.load_with_fallback(fake_spec(tmp_path), tmp_path, allow_random_init=False, allow_download=True,
+                             from_file=lambda p: None, download=lambda: pytest.fail("must not try"),
+                             random_init=lambda: None)
 
 
 def test_offline_switch_skips_download(tmp_path, monkeypatch):

@@ -21,12 +21,15 @@ framework only (TF then torch in one process has segfaulted here).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import socket
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urlparse
 
 from ..errors import StudyError
 from ..weightfiles import WeightsPolicy, package_file, package_version, portable, sha256_file  # noqa: F401
@@ -182,9 +185,26 @@ def locate(spec: WeightSpec, local_dir: str | os.PathLike) -> tuple[Path, str] |
     return None
 
 
-def download_allowed(allow_download: bool) -> bool:
-    """The download step runs unless disabled by param or by the standard offline switch."""
-    return allow_download and os.environ.get("HF_HUB_OFFLINE", "0") in ("", "0", "false", "False")
+@functools.lru_cache(maxsize=None)
+def reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+    """A TCP connection to host:port opens within `timeout` (once per process and host)."""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def download_allowed(allow_download: bool, url: str = "") -> bool:
+    """The download step runs unless disabled by param or by the standard offline switch, or when the host it
+    downloads from cannot be reached: offline, a library's own retries spent ~50 s before giving up (CLIP)."""
+    if not allow_download or os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False"):
+        return False
+    host = urlparse(url).hostname if url else None
+    if host and not reachable(host):
+        log.info("%s unreachable: no download attempt", host)
+        return False
+    return True
 
 
 def record_for(spec: WeightSpec, path: Path | None, origin: str, with_sha: bool = True) -> dict:
@@ -222,7 +242,7 @@ def load_with_fallback(spec: WeightSpec, local_dir: str | os.PathLike, *, allow_
         path, origin = hit
         log.info("%s: %s weights from %s (%s)", spec.model, spec.label, path, origin)
         return load_weights_file(spec, path, origin, from_file), record_for(spec, path, origin)
-    if download is not None and download_allowed(allow_download):
+    if download is not None and download_allowed(allow_download, spec.url):
         try:
             model = download()
         except Exception as exc:  # offline, proxy, hash mismatch...: fall through to the next step
