@@ -12,9 +12,9 @@ and no categories. A bad row never stops the others.
 
 Features are rebuilt exactly as the pipeline made the training features, with the pipeline's own
 functions: `select_text` + MiniLM (`text.features.bert`) or the packaged USE, `process_image`
-(decode, EXIF, RGB, decompression-bomb guard, resize to the cached square) + EfficientNet-Lite0
-(`image.torch_models.extract_lite`), with the settings recorded in the feature files' meta. Only torch runs
-here (no TensorFlow), so text and image share one process.
+(decode, EXIF, RGB, decompression-bomb guard, resize to the cached square) + the image set's torch backbone
+(`image.torch_backbone`, through its registry spec), with the settings recorded in the feature files' meta.
+Only torch runs here (no TensorFlow), so text and image share one process.
 """
 from __future__ import annotations
 
@@ -38,14 +38,13 @@ TOP_K = 3
 
 def servable_sets() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(text sets, image sets) the predictor can rebuild from raw inputs: the packaged sentence encoders
-    (no fitted state) and the torch EfficientNet-Lite backbones (a Keras one would put TensorFlow beside
+    (no fitted state) and the torch backbones of the image registry (a Keras one would put TensorFlow beside
     torch in one process)."""
-    from ..image.registry import IMAGE
+    from ..image.registry import backbones
     from ..text.registry import TEXT
 
     text = tuple(n for n, e in TEXT.items() if e.function.startswith("fkstudy.text.encoders:"))
-    image = tuple(n for n in IMAGE.names("deep") if "lite" in IMAGE[n].extra)
-    return text, image
+    return text, backbones("torch")
 
 
 class PredictInputError(StudyError, ValueError):
