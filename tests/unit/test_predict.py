@@ -14,6 +14,7 @@ from PIL import Image
 from threadpoolctl import threadpool_limits
 
 from fkstudy import __main__ as cli_main
+from fkstudy import fusion_rules
 from fkstudy.image import weights as W
 from fkstudy.image.registry import weight_spec
 from fkstudy.predict import registry
@@ -152,7 +153,7 @@ def test_predict_top3_with_and_without_image(tmp_path, bundle_dir, fake_encoders
     P, _, _, _ = p.predict_proba(pd.DataFrame({"name": ["Analog watch"], "description": ["steel strap"]}))
     np.testing.assert_allclose(P[0], P_text[1])
     I = fake_image(p, p.load_images([str(img)]))
-    expected = F.combine_proba(P_text[:1], p.bundle.models["image"].predict_proba(I), 0.5, "geometric_proba")
+    expected = fusion_rules.combine_proba(P_text[:1], p.bundle.models["image"].predict_proba(I), 0.5, "geometric_proba")
     assert out.loc[0, "probability_1"] == pytest.approx(expected.max())
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import StudyError
-from ..train import fusion
+from ..fusion_rules import expected_params, fusion_proba
 from .bundle import Bundle, load_bundle
 from .encoders import TRANSFORMERS, ImageEncoder, TextEncoder, UnservableError, encoder_of  # noqa: F401
 
@@ -59,7 +59,6 @@ def output_columns(top_k: int = TOP_K) -> list[str]:
 def check_servable(config: dict) -> None:
     """Refuse, with the reason and the fix, a bundle whose features cannot be made from raw inputs here."""
     from ..text.registry import TEXT
-    from ..train.name_head import expected_params
 
     t, i = config["text"], config["image"]
     TEXT_SETS, IMAGE_SETS = servable_sets()
@@ -239,7 +238,7 @@ class Predictor:
         with_image = [i for i, r in enumerate(ok) if r in images]
         if with_image:
             I = self.image_features(np.stack([images[ok[i]] for i in with_image]))
-            P_ok[with_image] = self.calibrated(fusion.fusion_proba(models, selected, T[with_image], I), "selected")
+            P_ok[with_image] = self.calibrated(fusion_proba(models, selected, T[with_image], I), "selected")
         P[ok] = P_ok
         for i, r in enumerate(ok):
             if r in images:
