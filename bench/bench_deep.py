@@ -148,9 +148,9 @@ def load_texts(n: int, field: str):
 
 def image_bench(method: str, precision: str, n: int, threads: int, params):
     """(run(images) -> seconds, timed images, FLOP/image, facts) of image-registry entry `method`."""
-    from fkstudy.image import deep, keras_models, torch_models
+    from fkstudy.image import deep, keras_models, torch_backbone, torch_models
     from fkstudy.image.cache import resized
-    from fkstudy.image.registry import IMAGE
+    from fkstudy.image.registry import backbones
     from fkstudy.image.weights import WeightsPolicy
     from fkstudy.registry import Context
 
@@ -174,9 +174,10 @@ def image_bench(method: str, precision: str, n: int, threads: int, params):
     one = images[:1]
     if method == "vgg16":
         flops = vgg16_conv_flops(p.input_size)
-    elif "lite" in IMAGE[method].extra:  # same call as the worker's load: the memoised model
-        net = torch_models.lite_for_inference(torch_models.load_lite(method, policy, 0)[0])
-        flops = torch_flops(lambda: torch_models.lite_features(net, one, p.normalization))
+    elif method in backbones("torch"):  # same call as the worker's load: the memoised model
+        net = torch_backbone.for_inference(torch_backbone.load(method, policy, 0)[0])
+        features = torch_backbone.batch_features(method, net, {**p.model_dump(), "precision": "float32"})
+        flops = torch_flops(lambda: features(one))
     elif method == "clip":
         model = torch_models.load_clip(p.arch, p.tag, policy, 0)[0]
         flops = torch_flops(lambda: model.encode_image(torch_models.clip_image_batch(model, one)))

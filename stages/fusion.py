@@ -8,7 +8,7 @@ import _bootstrap  # noqa: F401
 
 import mlflow
 
-from fkstudy import files, paths, tracking
+from fkstudy import files, fusion_rules, paths, tracking
 from fkstudy.data.catalog import load_catalog
 from fkstudy.errors import StudyError
 from fkstudy.evaluate.bootstrap import mcnemar
@@ -17,7 +17,8 @@ from fkstudy.plots import fusion as fusion_plots
 from fkstudy.plots import train as train_plots
 from fkstudy.predict.bundle import save_bundle
 from fkstudy.runtime import log, run_stage, start_stage
-from fkstudy.train import fusion, name_head
+from fkstudy.train import fusion, fusion_report, name_head
+from fkstudy.train.fusion_calibration import calibrate
 from fkstudy.train.recipes import require_real_weights
 
 
@@ -47,40 +48,39 @@ def main() -> None:
         with stage.timed("name-only head", "name_seconds"):
             nf = name_head.fit(N, n_ids, catalog, p.head, seed, n_splits=p.n_splits, n_repeats=p.n_repeats)
             n_ev = name_head.evaluate(nf, fit.heads["text"].model, N, n_ids, catalog)
-        calibration, cal_tables = fusion.calibrate(fit, ev, p.calibration.target_accuracy, p.calibration.bins,
-                                                   name=(nf, n_ev))
+        calibration, cal_tables = calibrate(fit, ev, p.calibration.target_accuracy, p.calibration.bins, name=(nf, n_ev))
         # "fusion beats the best single modality": the single one chosen by CV (not on test), McNemar on test
-        single = max(fusion.SINGLE, key=lambda n: fit.candidates.set_index("name").loc[n, f"{fit.select_by}_accuracy"])
+        single = max(fusion_rules.SINGLE, key=lambda n: fit.candidates.set_index("name").loc[n, f"{fit.select_by}_accuracy"])
         paired = {"single": single, **mcnemar(ev["y_test"], ev["pred"][fit.selected["name"]], ev["pred"][single])}
         metrics = rounded({"text_set": p.text_set, "image_set": p.image_set, "image_weights": image_weights,
-                           "head": p.head.type, **fusion.summary(fit, ev),
+                           "head": p.head.type, **fusion_report.summary(fit, ev),
                            "name_only": name_head.summary(nf, n_ev, p.name_set), "calibration": calibration,
                            "fusion_vs_best_single": paired})
         tracking.log_metrics({k: v for k, v in metrics.items() if not k.endswith("per_class")})  # nested: flattened
-        candidates = fusion.candidate_table(fit, ev)
+        candidates = fusion_report.candidate_table(fit, ev)
         mlflow.set_tag("fusion_selected", fit.selected["name"])
         mlflow.log_table(candidates, "fusion_candidates.json")
         sample = fit.ids_train[:5]
         T5, I5 = files.align(T, t_ids, sample), files.align(I, i_ids, sample)
-        for name in fusion.heads_needed(fit.selected):  # the heads the selected model runs, with their signatures
-            X5 = T5 if name == "text" else I5 if name == "image" else fusion.concat_features(T5, I5)
+        for name in fusion_rules.heads_needed(fit.selected):  # the heads the selected model runs, with their signatures
+            X5 = T5 if name == "text" else I5 if name == "image" else fusion_rules.concat_features(T5, I5)
             tracking.log_model(fit.heads[name].model, X5, name=f"fusion_{name}_head")
         tracking.log_model(nf.head.model, files.align(N, n_ids, sample), name="fusion_name_head")
 
     served = {role: {k: calibration[role][k] for k in ("temperature", "threshold", "target_accuracy")}
               for role in calibration}
     save_bundle(paths.FUSION_MODEL, {**fit.models, "name": nf.head.model},
-                fusion.bundle_config(fit, metrics, p.text_set, p.image_set, t_meta, i_meta, T.shape[1], I.shape[1],
-                                     served, name_config))
+                fusion_report.bundle_config(fit, metrics, p.text_set, p.image_set, t_meta, i_meta, T.shape[1],
+                                            I.shape[1], served, name_config))
     files.write_json(paths.metrics("fusion"), metrics)
     stage.write_timings("fusion")
     out = paths.plots("fusion")
     files.write_csv(f"{out}/candidates.csv", candidates.round(4))
-    curves = fusion.weight_curves(candidates).round(4)
+    curves = fusion_report.weight_curves(candidates).round(4)
     files.write_csv(f"{out}/weights.csv", curves)
     files.save_figure(fusion_plots.weight_curves(curves, fit.selected, f"fusion {p.text_set} + {p.image_set}: accuracy "
                                                  "against the text weight"), f"{out}/weights.png")
-    files.write_csv(f"{out}/cv_folds.csv", fusion.shown_folds(fit, p.modes).round(4))
+    files.write_csv(f"{out}/cv_folds.csv", fusion_report.shown_folds(fit, p.modes).round(4))
     sel_tables = cal_tables["selected"]
     files.write_csv(f"{out}/reliability.csv", sel_tables["reliability"].round(4))
     files.write_csv(f"{out}/risk_coverage.csv", sel_tables["risk_coverage"].round(4))

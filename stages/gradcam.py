@@ -11,7 +11,6 @@ from fkstudy.data.catalog import load_catalog
 from fkstudy.errors import StudyError
 from fkstudy.files import row_index
 from fkstudy.image.cache import load_image_cache, resized
-from fkstudy.image.registry import IMAGE
 from fkstudy.image.weights import WeightsPolicy
 from fkstudy.plots import gradcam as gradcam_plots
 from fkstudy.runtime import log, run_stage, start_stage
@@ -30,16 +29,12 @@ def main() -> None:
     images, ids, _ = load_image_cache(paths.IMAGE_CACHE)
     catalog = load_catalog(paths.CATALOG)
     test = catalog[(catalog["split"] == "test") & catalog["id"].isin(set(ids.tolist()))]
-    test_images = resized(images[row_index(ids, test["id"])], getattr(params.deep_features, backbone).input_size)
+    settings = getattr(params.deep_features, backbone)   # the backbone's section: input side and preprocess settings
+    test_images = resized(images[row_index(ids, test["id"])], settings.input_size)
     y_true = np.array([classes.index(c) for c in test["category"]])
 
-    framework = IMAGE[backbone].extra["backbone"]["framework"]
-    if framework == "keras":
-        model = explain.keras_model(model_dir, backbone, test_images, params.n_jobs)
-    else:
-        model = explain.torch_model(model_dir, backbone, test_images,
-                                    getattr(params.deep_features, backbone).normalization,
-                                    WeightsPolicy.from_params(params.pretrained), seed, params.n_jobs)
+    model = explain.explain(model_dir, backbone, test_images, settings.model_dump(),
+                            WeightsPolicy.from_params(params.pretrained), seed, params.n_jobs)
     y_pred = model.proba.argmax(1)
     accuracy = float((y_pred == y_true).mean())
     if abs(accuracy - best["test_accuracy"]) > 0.02:  # the reloaded model must be the one that was evaluated

@@ -18,10 +18,9 @@ from fkstudy import files, paths, tracking
 from fkstudy.data.catalog import load_catalog
 from fkstudy.evaluate.metrics import confusion_table, rounded
 from fkstudy.files import row_index
-from fkstudy.image import keras_models
 from fkstudy.image.cache import load_image_cache, resized
 from fkstudy.image.deep import set_tf_threads
-from fkstudy.image.registry import backbones
+from fkstudy.image.registry import IMAGE, backbone_spec, backbones
 from fkstudy.image.weights import WeightsPolicy
 from fkstudy.plots import train as train_plots
 from fkstudy.runtime import log, run_stage, stage_argument, start_stage
@@ -50,12 +49,12 @@ def main(argv=None) -> None:
 
     set_tf_threads(params.n_jobs)  # the head trains in TensorFlow for every backbone
     load_backbone = prep = None
-    if keras_models.is_keras(backbone):
-        prep = keras_models.keras_preprocess(backbone)
+    if IMAGE[backbone].framework == "keras":  # assembled with the head (and fine-tuned) in Keras
+        spec = backbone_spec(backbone)
+        prep = spec.function("preprocess")(backbone, meta.get("params", {}))
 
         def load_backbone():  # backbone weights checked against the features'
-            base, rec = keras_models.load_keras(backbone, (size, size),
-                                                WeightsPolicy.from_params(params.pretrained), seed=seed)
+            base, rec = spec.function("load")(backbone, WeightsPolicy.from_params(params.pretrained), seed, size)
             transfer.check_same_weights(meta, rec, f"{backbone} weights ({rec.get('source')})",
                                         f"re-run `dvc repro deep_features@{backbone}`")
             return base

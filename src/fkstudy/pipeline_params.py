@@ -28,7 +28,7 @@ class PipelineParams(Section):
     backbones: list[Literal[backbones()]]                  # augment@<b>, train@<b>-<variant>
     variants: list[Literal["base", "augmented"]]
     multiseed: list[Literal[IMAGE.names("deep")]]          # multiseed@<b>
-    fine_tune: list[Literal[tuple(b for b in backbones() if "keras" in IMAGE[b].extra)]]   # fine_tune@<b>: Keras only
+    fine_tune: list[Literal[backbones("keras")]]             # fine_tune@<b>: Keras only
 
     @model_validator(mode="after")
     def fine_tune_backbones_are_augmented(self):

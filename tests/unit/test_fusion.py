@@ -13,8 +13,10 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from fkstudy.files import align
+from fkstudy import fusion_rules
 from fkstudy.tracking import flatten
 from fkstudy.train import fusion as F
+from fkstudy.train import fusion_calibration, fusion_report
 from fkstudy.train import heads
 from fkstudy.train import name_head as NH
 from fkstudy.train.heads import HeadParams
@@ -59,22 +61,23 @@ def _fit(world, **kw):
 def test_combine_proba_endpoints_rules_and_errors():
     rng = np.random.default_rng(0)
     pt, pi = rng.dirichlet(np.ones(4), 6), rng.dirichlet(np.ones(4), 6)
-    for rule in F.PROBA_RULES:
-        np.testing.assert_allclose(F.combine_proba(pt, pi, 1.0, rule), pt, atol=1e-9)
-        np.testing.assert_allclose(F.combine_proba(pt, pi, 0.0, rule), pi, atol=1e-9)
-        np.testing.assert_allclose(F.combine_proba(pt, pi, 0.3, rule).sum(1), 1.0)
-    np.testing.assert_allclose(F.combine_proba(pt, pi, 0.3, "average_proba"), 0.3 * pt + 0.7 * pi)
+    for rule in fusion_rules.PROBA_RULES:
+        np.testing.assert_allclose(fusion_rules.combine_proba(pt, pi, 1.0, rule), pt, atol=1e-9)
+        np.testing.assert_allclose(fusion_rules.combine_proba(pt, pi, 0.0, rule), pi, atol=1e-9)
+        np.testing.assert_allclose(fusion_rules.combine_proba(pt, pi, 0.3, rule).sum(1), 1.0)
+    np.testing.assert_allclose(fusion_rules.combine_proba(pt, pi, 0.3, "average_proba"), 0.3 * pt + 0.7 * pi)
     geo = pt ** 0.3 * pi ** 0.7
-    np.testing.assert_allclose(F.combine_proba(pt, pi, 0.3, "geometric_proba"), geo / geo.sum(1, keepdims=True))
+    np.testing.assert_allclose(fusion_rules.combine_proba(pt, pi, 0.3, "geometric_proba"),
+                               geo / geo.sum(1, keepdims=True))
     # a confident modality vetoes a class the other only half-believes: the geometric mean follows it
     a, b = np.array([[0.5, 0.5, 0.0]]), np.array([[0.0, 0.55, 0.45]])
-    assert F.combine_proba(a, b, 0.5, "geometric_proba").argmax() == 1
+    assert fusion_rules.combine_proba(a, b, 0.5, "geometric_proba").argmax() == 1
     with pytest.raises(ValueError, match="text weight"):
-        F.combine_proba(pt, pi, 1.5, "average_proba")
+        fusion_rules.combine_proba(pt, pi, 1.5, "average_proba")
     with pytest.raises(ValueError, match="pooling rule"):
-        F.combine_proba(pt, pi, 0.5, "max")
+        fusion_rules.combine_proba(pt, pi, 0.5, "max")
     with pytest.raises(ValueError, match="shape"):
-        F.combine_proba(pt, pi[:, :3], 0.5, "average_proba")
+        fusion_rules.combine_proba(pt, pi[:, :3], 0.5, "average_proba")
 
 
 def test_candidates_always_include_both_single_modalities():
@@ -190,7 +193,7 @@ def test_fit_fusion_is_deterministic_and_evaluates_test_once(world):
     assert set(ev["test"]) == set(a.candidates["name"])
     # the deployed path (fusion_proba on one candidate) gives the evaluated predictions
     cat = world["catalog"].set_index("id")
-    P = F.fusion_proba(a.models, a.selected, align(*world["text"], ev["ids_test"]),
+    P = fusion_rules.fusion_proba(a.models, a.selected, align(*world["text"], ev["ids_test"]),
                        align(*world["image"], ev["ids_test"]))
     np.testing.assert_array_equal(np.asarray(a.classes)[P.argmax(1)], ev["pred"][a.selected["name"]])
     assert (ev["y_test"] == cat.loc[ev["ids_test"], "category"].to_numpy()).all()
@@ -207,7 +210,7 @@ def test_select_by_cv_needs_cv_folds(world):
 def test_summary_metric_names_are_plain_words_and_selection_is_consistent(world):
     fit = _fit(world)
     ev = F.evaluate_fusion(fit, *world["text"], *world["image"], world["catalog"])
-    m = F.summary(fit, ev)
+    m = fusion_report.summary(fit, ev)
     for key in flatten(m):  # `dvc metrics diff` keys: words and dots only
         assert re.fullmatch(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*", key), key
     sel = fit.selected["name"]
@@ -216,9 +219,9 @@ def test_summary_metric_names_are_plain_words_and_selection_is_consistent(world)
     assert m["best_single_test_accuracy"] == max(m["text_test_accuracy"], m["image_test_accuracy"])
     assert set(m["cv"]) == {"text", "image", "concat", "average_proba", "geometric_proba", "fusion"}
     assert set(m["fusion_per_class"]) == {"baby_care", "computers", "home_decor_and_festive_needs", "watches"}
-    table = F.candidate_table(fit, ev)
+    table = fusion_report.candidate_table(fit, ev)
     assert table["selected"].sum() == 1 and table.loc[table["selected"], "name"].item() == sel
-    curves = F.weight_curves(table)
+    curves = fusion_report.weight_curves(table)
     assert list(curves["text_weight"]) == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert curves.loc[0, "average_proba_cv_accuracy"] == table.set_index("name").loc["image", "cv_accuracy"]
     assert curves["geometric_proba_test_accuracy"].notna().all()
@@ -229,9 +232,9 @@ def test_concat_head_takes_the_raw_concatenation(world):
     model = fit.heads["concat"].model
     assert list(model.named_steps) == ["blocks", "scale", "clf"]
     T5, I5 = align(*world["text"], fit.ids_train[:5]), align(*world["image"], fit.ids_train[:5])
-    assert model.predict_proba(F.concat_features(T5, I5)).shape == (5, len(CLASSES))
+    assert model.predict_proba(fusion_rules.concat_features(T5, I5)).shape == (5, len(CLASSES))
     # blocks standardised with train statistics, each divided by sqrt(its width)
-    Z = model.named_steps["blocks"].transform(F.concat_features(T5, I5))
+    Z = model.named_steps["blocks"].transform(fusion_rules.concat_features(T5, I5))
     dt = T5.shape[1]
     scaler = model.named_steps["blocks"].named_transformers_["text"]
     np.testing.assert_allclose(Z[:, :dt], (T5 - scaler.mean_) / scaler.scale_ / np.sqrt(dt))
@@ -240,7 +243,7 @@ def test_concat_head_takes_the_raw_concatenation(world):
 def test_shown_folds_and_bundle_config(world):
     fit = _fit(world)
     ev = F.evaluate_fusion(fit, *world["text"], *world["image"], world["catalog"])
-    shown = F.shown_folds(fit, KW["modes"])
+    shown = fusion_report.shown_folds(fit, KW["modes"])
     roles = ["text", "image", *KW["modes"], "fusion"]
     assert list(dict.fromkeys(shown["model"])) == roles and (shown.groupby("model").size() == 3).all()
     sel = fit.folds[fit.folds["model"] == fit.selected["name"]]
@@ -248,11 +251,11 @@ def test_shown_folds_and_bundle_config(world):
     best_avg = F.select(fit.candidates, fit.select_by, "average_proba")["name"]
     np.testing.assert_array_equal(shown.loc[shown["model"] == "average_proba", "accuracy"],
                                   fit.folds.loc[fit.folds["model"] == best_avg, "accuracy"])
-    m = F.summary(fit, ev)
+    m = fusion_report.summary(fit, ev)
     i_meta = {"extractor": "efficientnet_lite0", "weights": "imagenet", "sha256": "ab" * 32, "n_params": 1,
               "image_cache": {"size": 224}}
-    cfg = F.bundle_config(fit, m, "bert", "efficientnet_lite0", {"method": "bert", "params": {"input": "raw"}},
-                          i_meta, 12, 13)
+    cfg = fusion_report.bundle_config(fit, m, "bert", "efficientnet_lite0",
+                                      {"method": "bert", "params": {"input": "raw"}}, i_meta, 12, 13)
     assert cfg["classes"] == fit.classes and cfg["selected"] == fit.selected and cfg["select_by"] == "cv"
     assert cfg["scores"]["test_accuracy"] == m["fusion_test_accuracy"]
     assert cfg["text"] == {"set": "bert", "method": "bert", "params": {"input": "raw"}, "source": None, "dim": 12}
@@ -303,9 +306,9 @@ def test_name_head_is_summarised_and_calibrated_as_its_own_role(world):
     m = NH.summary(nf, nev, "mpnet_name")
     assert m["set"] == "mpnet_name" and 0 <= m["test_accuracy"] <= 1 and 0 <= m["text_head_test_accuracy"] <= 1
     assert m["cv_folds"] == 3 and "c" in m
-    cal, tables = F.calibrate(fit, ev, 0.9, 10, name=(nf, nev))
+    cal, tables = fusion_calibration.calibrate(fit, ev, 0.9, 10, name=(nf, nev))
     assert set(cal) == {"selected", "text", "name"} and cal["name"]["temperature"] > 0
-    assert set(F.calibrate(fit, ev, 0.9, 10)[0]) == {"selected", "text"}
+    assert set(fusion_calibration.calibrate(fit, ev, 0.9, 10)[0]) == {"selected", "text"}
 
 
 def test_name_set_must_be_the_text_encoder_on_the_name():

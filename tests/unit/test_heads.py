@@ -14,6 +14,7 @@ from threadpoolctl import threadpool_limits
 from fkstudy.data.splits import common_ids, split_by_id
 from fkstudy.errors import StudyError
 from fkstudy.files import align
+from fkstudy import fusion_rules
 from fkstudy.train import fusion as F
 from fkstudy.train import heads, recipes
 from fkstudy.train.heads import HeadParams
@@ -141,7 +142,7 @@ def _spy(monkeypatch, calls: list):
     monkeypatch.setattr(heads, "fit_head", spy)
 
 
-@pytest.mark.parametrize("mode", F.MODES)
+@pytest.mark.parametrize("mode", fusion_rules.MODES)
 def test_fusion_never_fits_on_test_ids(world, monkeypatch, mode):
     """Test rows carry a marker value; a spy on fit_head records every matrix a fit sees
     (val-only protocol: fit on train, choose on val, predict test once)."""

@@ -22,7 +22,7 @@ import yaml
 from sklearn.feature_extraction.text import TfidfVectorizer
 from threadpoolctl import threadpool_limits
 
-from fkstudy import files, paths
+from fkstudy import files, fusion_rules, paths
 from fkstudy.data.splits import split_by_id
 from fkstudy.registry import Context
 from fkstudy.text import features as F
@@ -267,7 +267,7 @@ def test_concat_block_standardisation_uses_train_rows_only(world):
         np.testing.assert_allclose(scaler.mean_, B[train].astype(np.float64).mean(0), rtol=1e-6)
         np.testing.assert_allclose(scaler.scale_, B[train].astype(np.float64).std(0), rtol=1e-6)
     assert blocks.named_transformers_["text"].mean_[0] < 10  # the test marker never entered the statistics
-    Z = blocks.transform(fusion.concat_features(T[train], I[train]))
+    Z = blocks.transform(fusion_rules.concat_features(T[train], I[train]))
     np.testing.assert_allclose(Z.mean(0), 0, atol=1e-9)
     X_other = X.copy()
     X_other[world["test"]] = -7.0
@@ -276,7 +276,7 @@ def test_concat_block_standardisation_uses_train_rows_only(world):
     for name in ("text", "image"):
         np.testing.assert_array_equal(ob.named_transformers_[name].mean_, blocks.named_transformers_[name].mean_)
         np.testing.assert_array_equal(ob.named_transformers_[name].scale_, blocks.named_transformers_[name].scale_)
-    np.testing.assert_array_equal(ob.transform(fusion.concat_features(T[train], I[train])), Z)
+    np.testing.assert_array_equal(ob.transform(fusion_rules.concat_features(T[train], I[train])), Z)
 
 
 def test_text_classifier_never_fits_on_test_ids(world, monkeypatch):
@@ -301,7 +301,7 @@ def test_multiseed_heads_never_fit_on_test_rows(world, monkeypatch):
     assert len(calls) == 2 and len(res["per_seed"]) == 2
 
 
-@pytest.mark.parametrize("mode", fusion.MODES)
+@pytest.mark.parametrize("mode", fusion_rules.MODES)
 def test_fusion_choices_do_not_depend_on_test_rows(world, monkeypatch, mode):
     """Complements test_heads' spy test: C per modality and the pooling weight are chosen on val
     (val-only protocol), so replacing every test row leaves them, and the fitted heads, unchanged."""

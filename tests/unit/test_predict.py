@@ -14,6 +14,7 @@ from PIL import Image
 from threadpoolctl import threadpool_limits
 
 from fkstudy import __main__ as cli_main
+from fkstudy import fusion_rules
 from fkstudy.image import weights as W
 from fkstudy.image.registry import weight_spec
 from fkstudy.predict import registry
@@ -152,7 +153,7 @@ def test_predict_top3_with_and_without_image(tmp_path, bundle_dir, fake_encoders
     P, _, _, _ = p.predict_proba(pd.DataFrame({"name": ["Analog watch"], "description": ["steel strap"]}))
     np.testing.assert_allclose(P[0], P_text[1])
     I = fake_image(p, p.load_images([str(img)]))
-    expected = F.combine_proba(P_text[:1], p.bundle.models["image"].predict_proba(I), 0.5, "geometric_proba")
+    expected = fusion_rules.combine_proba(P_text[:1], p.bundle.models["image"].predict_proba(I), 0.5, "geometric_proba")
     assert out.loc[0, "probability_1"] == pytest.approx(expected.max())
 
 
@@ -283,7 +284,7 @@ def test_predict_with_the_real_encoders_offline(tmp_path, bundle_dir, no_network
     out = p.predict(frame)
     assert list(out["modality"]) == ["text+image", "text"]
     # the encoders are loaded once and kept, and compute exactly what the pipeline's functions compute
-    from fkstudy.image.torch_models import extract_lite
+    from fkstudy.image.torch_backbone import extract
     from fkstudy.image.weights import WeightsPolicy
     from fkstudy.registry import Context
     from fkstudy.text import clean, encoders
@@ -294,8 +295,8 @@ def test_predict_with_the_real_encoders_offline(tmp_path, bundle_dir, no_network
     np.testing.assert_allclose(p.text_features(frame["name"], frame["description"]),
                                encoders.bert(docs, tp, Context(ids=[0, 1]))[0], rtol=1e-5, atol=1e-6)
     images = np.concatenate([p.load_images([frame.loc[0, "image"]])] * 3)
-    ref, _ = extract_lite("efficientnet_lite0", images, batch_size=2, normalization="inception",
-                          policy=WeightsPolicy(dir=str(weights.parent), allow_random_init=False, allow_download=False))
+    ref, _ = extract("efficientnet_lite0", images, {"normalization": "inception"}, batch_size=2,
+                     policy=WeightsPolicy(dir=str(weights.parent), allow_random_init=False, allow_download=False))
     np.testing.assert_allclose(p.image_features(images), ref, rtol=1e-5, atol=1e-6)
     assert p._text._net is not None and p._image._net is not None
     net = p._image._net

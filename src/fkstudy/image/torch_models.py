@@ -1,6 +1,7 @@
-"""torch backbones of the image registry: EfficientNet-Lite (1280-d pooled; the entry's extra["lite"] names
-the architecture) and CLIP (open_clip image embedding, L2-normalised; `clip_text_features` for its text
-tower).
+"""torch models of the image registry: EfficientNet-Lite, a backbone (its `Backbone` functions: `load_lite`,
+`lite_preprocess`, `lite_feature_map`; the spec's options["arch"] names the architecture; 1280-d pooled features
+through fkstudy.image.torch_backbone), and CLIP (open_clip image embedding, L2-normalised; `clip_text_features`
+for its text tower).
 
 The registry functions (`efficientnet_lite0`, `efficientnet_lite2`, `clip`) have the signature `fn(images, params, ctx) ->
 (X, record)`. torch is imported inside the functions: a TensorFlow process can import this module.
@@ -8,11 +9,13 @@ The registry functions (`efficientnet_lite0`, `efficientnet_lite2`, `clip`) have
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 import numpy as np
 
 from .deep import autocast, batch_slices, check_images, set_torch_threads, timed_extract
-from .registry import IMAGE, weight_spec
+from .registry import backbone_spec, weight_spec
+from .torch_backbone import extractor
 from .weights import CLIP_SOURCES, WeightsPolicy, clip_spec, load_with_fallback
 
 # Normalisation of EfficientNet-Lite inputs. "inception", (x - 127) / 128, is what the TF
@@ -27,10 +30,10 @@ LITE_NORMS = {
 
 
 def _lite_arch(name: str) -> str:
-    entry = IMAGE.check(name, "deep")
-    if "lite" not in entry.extra:
+    arch = backbone_spec(name).options.get("arch", "")
+    if not arch.startswith("efficientnet-lite"):
         raise ValueError(f"{name!r} is not an EfficientNet-Lite entry of the image registry")
-    return entry.extra["lite"]
+    return arch
 
 
 def build_lite(arch: str, weights_file: str | os.PathLike | None):
@@ -46,8 +49,9 @@ def build_lite(arch: str, weights_file: str | os.PathLike | None):
     return net.eval()
 
 
-def load_lite(name: str, policy: WeightsPolicy, seed: int = 0):
-    """(model, weights record) of EfficientNet-Lite registry entry `name`, following the resolution order."""
+def load_lite(name: str, policy: WeightsPolicy, seed: int = 0, size: int | None = None):
+    """(model, weights record) of EfficientNet-Lite registry entry `name`, following the resolution order (any
+    input `size`: the network is fully convolutional)."""
     import torch
 
     arch = _lite_arch(name)
@@ -77,38 +81,17 @@ def lite_input(images: np.ndarray, normalization: str):
     return to_nchw(images, mean, std)
 
 
-def lite_for_inference(net):
-    """channels-last (NHWC) memory: oneDNN's depthwise convs run ~2x faster on this CPU (measured)."""
-    import torch
-
-    return net.to(memory_format=torch.channels_last)
-
-
-def lite_features(net, batch: np.ndarray, normalization: str, precision: str = "float32") -> np.ndarray:
-    """Globally average-pooled `extract_features` of one uint8 NHWC batch (net from lite_for_inference),
-    float32 whatever the compute precision."""
-    import torch
-
-    x = lite_input(batch, normalization).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), autocast(precision):
-        return net.extract_features(x).float().mean(dim=(2, 3)).numpy()
+def lite_preprocess(name: str, settings) -> Callable[[np.ndarray], object]:
+    """The Backbone preprocess of an EfficientNet-Lite: uint8 NHWC -> NCHW normalised by settings["normalization"]."""
+    normalization = settings["normalization"]
+    if normalization not in LITE_NORMS:
+        raise ValueError(f"{name}: normalization must be one of {list(LITE_NORMS)}, got {normalization!r}")
+    return lambda images: lite_input(images, normalization)
 
 
-def extract_lite(name: str, images: np.ndarray, *, batch_size: int = 32, normalization: str = "inception",
-                 policy: WeightsPolicy = WeightsPolicy(), n_jobs: int = 1, seed: int = 0,
-                 timings: dict | None = None, precision: str = "float32") -> tuple[np.ndarray, dict]:
-    """1280-d globally average-pooled head features of an EfficientNet-Lite."""
-    check_images(images)
-    set_torch_threads(n_jobs)
-
-    def batch_fn(net):
-        net = lite_for_inference(net)
-        return lambda batch: lite_features(net, batch, normalization, precision)
-
-    X, rec = timed_extract(images, batch_size, lambda: load_lite(name, policy, seed), batch_fn, timings)
-    rec.update({"extractor": name, "framework": "torch", "variant": "gap", "dim": int(X.shape[1]),
-                "batch_size": batch_size, "normalization": normalization, "precision": precision})
-    return X, rec
+def lite_feature_map(net, x):
+    """The Backbone feature map of an EfficientNet-Lite: its last conv block, [n, 1280, h, w]."""
+    return net.extract_features(x)
 
 
 def build_clip(arch: str, weights_file: str | os.PathLike | None, quick_gelu: bool):
@@ -204,16 +187,8 @@ def clip_text_features(texts: list[str], *, batch_size: int = 64, arch: str = "V
     return out, rec
 
 
-def _lite(name: str):
-    def run(images: np.ndarray, p, ctx) -> tuple[np.ndarray, dict]:
-        return extract_lite(name, images, batch_size=p.batch_size, normalization=p.normalization, policy=ctx.weights,
-                            n_jobs=ctx.n_jobs, seed=ctx.seed, timings=ctx.timings, precision=p.precision)
-    run.__name__ = name
-    return run
-
-
-efficientnet_lite0 = _lite("efficientnet_lite0")
-efficientnet_lite2 = _lite("efficientnet_lite2")
+efficientnet_lite0 = extractor("efficientnet_lite0")
+efficientnet_lite2 = extractor("efficientnet_lite2")
 
 
 def clip(images: np.ndarray, p, ctx) -> tuple[np.ndarray, dict]:

@@ -9,7 +9,7 @@ import pandas as pd  # noqa: E402
 
 
 def weight_curves(curves: pd.DataFrame, selected: dict, title: str):
-    """`curves`: fusion.weight_curves (text_weight, <rule>_<val|cv|test>_accuracy). Solid CV, dashed
+    """`curves`: fusion_report.weight_curves (text_weight, <rule>_<val|cv|test>_accuracy). Solid CV, dashed
     val, dotted test; the selected candidate is circled (text weight 0 = image alone, 1 = text alone)."""
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     styles = {"cv_accuracy": "-", "val_accuracy": "--", "test_accuracy": ":"}

