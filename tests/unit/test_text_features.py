@@ -171,3 +171,19 @@ def test_use():
     sim = Xn @ Xn.T
     assert sim[0, 2] > sim[0, 1] + 0.1
     assert info["weights"] == "pretrained"
+
+
+@pytest.mark.slow
+def test_length_sorted_batches_keep_each_text_on_its_row():
+    """encode_mean_pooled batches texts of similar length together: every row is still its own text's embedding
+    (as encoded alone, up to float noise), in the input order, and padding no longer differs between the rows
+    of a batch that mixes a short and a long text."""
+    tokenizer, model = E.load_transformer(E.bert_model_dir(""))
+    docs = ["watch", "Soft cotton bath towel with a long description of its weave and its colours and size",
+            "Analog wrist watch for men", "towel", "Stainless steel wrist watch with date and a leather strap"]
+    X = E.encode_mean_pooled(tokenizer, model, docs, batch_size=2, max_length=64)
+    alone = np.concatenate([E.encode_mean_pooled(tokenizer, model, [d], 1, 64) for d in docs])
+    np.testing.assert_allclose(X, alone, atol=2e-5)
+    lengths = [len(t) for t in tokenizer(docs)["input_ids"]]
+    assert np.argsort(lengths, kind="stable").tolist() == [0, 3, 2, 4, 1]   # the batches: [0, 3], [2, 4], [1]
+    assert E.encode_mean_pooled(tokenizer, model, [], 2, 64).shape == (0, 384)

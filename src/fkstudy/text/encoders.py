@@ -40,24 +40,29 @@ def load_transformer(model_dir: Path):
 
 def encode_mean_pooled(tokenizer, model, docs: list[str], batch_size: int, max_length: int,
                        precision: str = "float32") -> np.ndarray:
-    """Mean-pooled last hidden states (attention-masked) of a loaded encoder, float32 [n, hidden].
-    precision "bfloat16" runs the encoder under torch.autocast (oneDNN / AMX matmuls); the pooling is float32."""
+    """Mean-pooled last hidden states (attention-masked) of a loaded encoder, float32 [n, hidden], row i = docs[i].
+    Batches are made of texts of similar length (sorted by token count, stable), so little compute goes to
+    padding: in catalogue order mpnet's batches held 129.5k padded tokens for 92.2k real ones. precision
+    "bfloat16" runs the encoder under torch.autocast (oneDNN / AMX matmuls); the pooling is float32."""
     import torch
 
     from ..precision import autocast
 
-    out = []
+    if not docs:
+        return np.zeros((0, model.config.hidden_size), np.float32)
+    lengths = [len(t) for t in tokenizer(list(docs), truncation=True, max_length=max_length)["input_ids"]]
+    order = np.argsort(lengths, kind="stable")
+    out = np.empty((len(docs), model.config.hidden_size), np.float32)
     with torch.inference_mode():
-        for i in range(0, len(docs), batch_size):
-            batch = tokenizer(docs[i:i + batch_size], padding=True, truncation=True, max_length=max_length,
+        for start in range(0, len(docs), batch_size):
+            rows = order[start:start + batch_size]
+            batch = tokenizer([docs[i] for i in rows], padding=True, truncation=True, max_length=max_length,
                               return_tensors="pt")
             with autocast(precision):
                 hidden = model(**batch).last_hidden_state.float()
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            out.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)).numpy())
-    if not out:
-        return np.zeros((0, model.config.hidden_size), np.float32)
-    return np.concatenate(out).astype(np.float32)
+            out[rows] = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)).numpy()
+    return out
 
 
 def mean_pooled(model_dir: Path, docs: list[str], batch_size: int, max_length: int, n_threads: int,
