@@ -20,8 +20,9 @@ def main(argv=None) -> None:
     labels = cluster.labels_for(ids, catalog, path)
     primary = cluster.primary_of(p, name)
     with stage.timed(f"cluster {name}", "seconds"):
-        draws = cluster.evaluate(X, labels, p, seed, stage.params.n_jobs)
-        variance = cluster.explained_variance(cluster.normalize(X, p.normalize), p.variance_components, seed)
+        shared = cluster.principal(cluster.normalize(X, p.normalize), seed)   # one SVD for PCA, variance, map
+        draws = cluster.evaluate(X, labels, p, seed, stage.params.n_jobs, shared=shared)
+        variance = cluster.explained_variance(cluster.normalize(X, p.normalize), p.variance_components, seed, shared)
     result = cluster.summary_metrics(name, X, ids, labels, draws, primary, meta, variance)
     # the primary ARI on the rows a per-set choice may look at (train+val) and on the held-out test rows
     test = catalog.set_index("id").loc[list(ids), "split"].to_numpy() == "test"
@@ -32,7 +33,7 @@ def main(argv=None) -> None:
     stage.write_timings("cluster", name, n=int(len(ids)), dim=int(X.shape[1]), draws=len(draws))
 
     out = paths.plots("cluster", name)
-    xy, map_ids, map_labels, first = cluster.primary_map(X, ids, labels, draws, p, seed, primary)
+    xy, map_ids, map_labels, first = cluster.primary_map(X, ids, labels, draws, p, seed, primary, shared)
     files.write_csv(f"{out}/scatter.csv", cluster.scatter_table(map_ids, xy, map_labels, first.clusters))
     files.write_csv(f"{out}/draws.csv", cluster.draws_table(draws))
     files.write_csv(f"{out}/pca_variance.csv", pd.DataFrame({"components": range(1, len(variance) + 1),

@@ -283,3 +283,14 @@ def test_primary_by_set_and_explained_variance():
     assert cum.shape == (8,) and np.all(np.diff(cum) >= -1e-12) and cum[-1] == pytest.approx(1.0)
     summary = cl.variance_summary(cum)
     assert summary["pca_variance_2"] == round(float(cum[1]), 4) and 1 <= summary["pca_components_for_90"] <= 8
+
+
+def test_one_shared_svd_gives_the_bytes_of_separate_pcas():
+    """PCA, the explained-variance curve and the 2-D map of a set share one full SVD (cluster.principal): the same
+    bytes as fitting each on its own."""
+    X = cl.normalize(np.random.default_rng(0).normal(size=(120, 40)), "l2")
+    shared = cl.principal(X, seed=3)
+    for k in (2, 10, 39, 50):
+        assert np.array_equal(cl.pca(X, k, 3, shared), cl.pca(X, k, 3))
+    assert np.array_equal(cl.explained_variance(X, 30, 3, shared), cl.explained_variance(X, 30, 3))
+    assert cl.principal(np.zeros((10, 6000)), 0) is None   # randomized solver there: results depend on k

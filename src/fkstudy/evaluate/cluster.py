@@ -42,9 +42,34 @@ def normalize(X: np.ndarray, how: str) -> np.ndarray:
     raise ValueError(f"unknown normalisation {how!r}")
 
 
-def pca(X: np.ndarray, n_components: int, seed: int) -> np.ndarray:
+@dataclass(frozen=True)
+class Principal:
+    """Every principal component of one matrix from one full SVD: `scores` [n, r] (U·S, as PCA.fit_transform) and
+    `ratio` [r] (explained variance ratio). With the full solver PCA(n_components=k) computes this same SVD and
+    keeps its first k columns, so slicing gives the same bytes: the PCA reduction, the explained-variance curve
+    and the 2-D map of one feature set share one decomposition instead of one each."""
+
+    scores: np.ndarray
+    ratio: np.ndarray
+
+
+def full_solver(X: np.ndarray) -> bool:
+    return max(X.shape) <= 5000
+
+
+def principal(X: np.ndarray, seed: int) -> Principal | None:
+    """The full PCA of X, or None where PCA would use its randomized solver (large X: results depend on k)."""
+    if not full_solver(X):
+        return None
+    model = PCA(n_components=int(min(X.shape[0] - 1, X.shape[1])), svd_solver="full", random_state=seed)
+    return Principal(model.fit_transform(X), model.explained_variance_ratio_)
+
+
+def pca(X: np.ndarray, n_components: int, seed: int, shared: Principal | None = None) -> np.ndarray:
     k = int(min(n_components, X.shape[0] - 1, X.shape[1]))
-    return PCA(n_components=k, svd_solver="full" if max(X.shape) <= 5000 else "randomized",
+    if shared is not None:
+        return shared.scores[:, :k]
+    return PCA(n_components=k, svd_solver="full" if full_solver(X) else "randomized",
                random_state=seed).fit_transform(X)
 
 
@@ -72,19 +97,21 @@ def lsa(X: np.ndarray, n_components: int, seed: int) -> np.ndarray:
     return normalize(Z, "l2")
 
 
-def explained_variance(X: np.ndarray, max_components: int, seed: int) -> np.ndarray:
+def explained_variance(X: np.ndarray, max_components: int, seed: int, shared: Principal | None = None) -> np.ndarray:
     """Cumulative share of the variance explained by the first 1..k principal components (the elbow)."""
     k = int(min(max_components, X.shape[0] - 1, X.shape[1]))
-    model = PCA(n_components=k, svd_solver="full" if max(X.shape) <= 5000 else "randomized", random_state=seed)
+    if shared is not None:
+        return np.cumsum(shared.ratio[:k])
+    model = PCA(n_components=k, svd_solver="full" if full_solver(X) else "randomized", random_state=seed)
     return np.cumsum(model.fit(X).explained_variance_ratio_)
 
 
-def reduce(X: np.ndarray, how: str, p, seed: int, n_jobs: int = 1) -> np.ndarray:
-    """`p`: the cluster params section (fkstudy.evaluate.params.ClusterParams)."""
+def reduce(X: np.ndarray, how: str, p, seed: int, n_jobs: int = 1, shared: Principal | None = None) -> np.ndarray:
+    """`p`: the cluster params section (fkstudy.evaluate.params.ClusterParams); `shared`: X's full PCA."""
     if how == "none":
         return X
     if how == "pca":
-        return pca(X, p.pca_components, seed)
+        return pca(X, p.pca_components, seed, shared)
     if how == "lsa":
         return lsa(X, p.lsa_components, seed)
     if how == "tsne":
@@ -141,19 +168,21 @@ class Draw:
     silhouette_rows: int = 0         # rows the silhouettes were computed on
 
 
-def evaluate(X: np.ndarray, labels: np.ndarray, p, seed: int, n_jobs: int = 1, k: int | None = None) -> list[Draw]:
+def evaluate(X: np.ndarray, labels: np.ndarray, p, seed: int, n_jobs: int = 1, k: int | None = None,
+             shared: Principal | None = None) -> list[Draw]:
     """All draws: every reduction in p['reductions'] × p['n_seeds'] seeds, KMeans with `k` clusters (default:
     the number of distinct labels).
 
     t-SNE draws run on a stratified subsample of `tsne_max_samples` rows when there are more
-    (Draw.rows says which); silhouettes on one of `silhouette_max_samples` rows.
+    (Draw.rows says which); silhouettes on one of `silhouette_max_samples` rows. `shared`: the full PCA of the
+    normalised X (`principal(normalize(X, p.normalize), seed)`), reused instead of a new SVD.
     """
     labels = np.asarray(labels)
     k = k or len(np.unique(labels))
     Xn = normalize(X, p.normalize)
     draws = []
     for how in p.reductions:
-        fixed = reduce(Xn, how, p, seed, n_jobs) if how in SEED_FREE else None
+        fixed = reduce(Xn, how, p, seed, n_jobs, shared) if how in SEED_FREE else None
         for s in range(seed, seed + p.n_seeds):
             rows = subsample(labels, p.tsne_max_samples, s) if how == "tsne" else None
             y = labels if rows is None else labels[rows]
@@ -282,11 +311,12 @@ def summary_metrics(name: str, X: np.ndarray, ids, labels, draws: list[Draw], pr
     return ClusterResult(metrics, distances)
 
 
-def primary_map(X: np.ndarray, ids, labels, draws: list[Draw], p, seed: int, primary: str):
+def primary_map(X: np.ndarray, ids, labels, draws: list[Draw], p, seed: int, primary: str,
+                shared: Principal | None = None):
     """(xy, ids, labels, draw) of the 2-D map shown: the first draw of the primary reduction — its t-SNE
     coordinates, or the first two principal components — on the rows that draw used."""
     first = next(d for d in draws if d.reduction == primary)
-    xy = first.embedding if first.reduction == "tsne" else pca(normalize(X, p.normalize), 2, seed)
+    xy = first.embedding if first.reduction == "tsne" else pca(normalize(X, p.normalize), 2, seed, shared)
     if first.rows is not None:  # a t-SNE draw on a subsample (cluster.tsne_max_samples)
         ids, labels = np.asarray(ids)[first.rows], np.asarray(labels)[first.rows]
     return xy, ids, labels, first
