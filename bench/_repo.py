@@ -34,8 +34,10 @@ SMALL_PARAMS = {
     "train.epochs": 30,
     "train.augment.views": 1,
     "train.fine_tune.epochs": 1,   # fine_tune@vgg16: one end-to-end epoch on the subset's photos
-    # every extractor and feature set runs; training on one Keras backbone with real weights, one torch, one
-    # random-init (the same code paths as all five), multi-seed on one: ~8 stage processes fewer in CI
+    # every extractor runs, the optional download-only ones too (random-init here: their code paths stay covered);
+    # training on one Keras backbone with real weights, one torch, one random-init (the same code paths as all
+    # five), multi-seed on one: ~8 stage processes fewer in CI
+    "pipeline.deep": ["vgg16", "efficientnet_lite0", "efficientnet_lite2", "efficientnetb0", "mobilenetv3small", "clip"],
     "pipeline.backbones": ["vgg16", "efficientnet_lite2", "mobilenetv3small"],
     "pipeline.multiseed": ["vgg16"],
     # cluster@ on one set of each kind (sparse / fitted / pretrained text, a bag of visual words, the real-weights

@@ -31,6 +31,14 @@ class PipelineParams(Section):
     fine_tune: list[Literal[backbones("keras")]]             # fine_tune@<b>: Keras only
 
     @model_validator(mode="after")
+    def backbones_have_features(self):
+        missing = sorted({*self.backbones, *self.multiseed} - set(self.deep))
+        if missing:
+            raise ValueError(f"{missing}: in pipeline.backbones / pipeline.multiseed but not in pipeline.deep "
+                             "(their stages read deep_features@<b>'s feature file)")
+        return self
+
+    @model_validator(mode="after")
     def fine_tune_backbones_are_augmented(self):
         missing = [b for b in self.fine_tune if b not in self.backbones]
         if missing:

@@ -581,3 +581,18 @@ def test_report_stage_writes_the_same_bytes_with_or_without_timings(tmp_path):
         _assert_nothing_machine_bound(rel, text, bare, timed, tmp_path)
     header = first["plots/report/backbones.csv"].decode().splitlines()[0]
     assert header == "model,weights,test_accuracy,macro_f1,params,seed_accuracy"
+
+
+def test_representations_out_of_the_pipeline_are_named_with_the_reason():
+    from fkstudy.image.registry import IMAGE
+    from fkstudy.report.sections import not_in_pipeline
+
+    ran = ["classical", "sift_bovw", "orb_bovw", "vgg16", "efficientnet_lite0", "efficientnet_lite2"]
+    pretrained = {"clip": {"weights": "missing"}, "efficientnetb0": {"weights": "missing"},
+                  "mobilenetv3small": {"weights": "missing"}}
+    note = not_in_pipeline(IMAGE, ran, pretrained, "image").text
+    assert note.startswith("Not run: efficientnetb0, mobilenetv3small, clip: no pretrained weights here")
+    assert "pipeline.deep" in note and "registered but not" not in note
+    assert "orb_bovw: registered but not in this run's `pipeline` lists" in \
+        not_in_pipeline(IMAGE, [n for n in ran if n != "orb_bovw"], pretrained, "image").text
+    assert not_in_pipeline(IMAGE, list(IMAGE), pretrained, "image") is None

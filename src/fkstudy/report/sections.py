@@ -179,6 +179,9 @@ def representations(modality: str, metrics: dict, fig: Figures, number: int) -> 
                         cost_note(f"Extraction time per {modality} method")]
     if RANDOM_INIT in marks:
         out.append(warn_random_init([m for m, k in zip(methods, marks) if k]))
+    unrun = not_in_pipeline(registry, methods, metrics.get("pretrained", {}), modality)
+    if unrun:
+        out.append(unrun)
     for i, name in enumerate(methods):
         f, c = feats.get(name, {}), clusters.get(name, {})
         cset = f"{modality}_{name}"
@@ -206,6 +209,27 @@ def representations(modality: str, metrics: dict, fig: Figures, number: int) -> 
             out += [fig(f"plots/text_features/{name}_top_terms.png", f"{name}: top terms per category"),
                     fig(f"plots/text_features/{name}_wordclouds.png", f"{name}: word clouds per category")]
     return out
+
+
+def not_in_pipeline(registry, ran, pretrained: dict, modality: str) -> Para | None:
+    """The registered methods this run did not include, and why: an optional representation whose weights no
+    package carries here (metrics/pretrained.json says `missing`) is out of the default pipeline, since random
+    weights would only give meaningless numbers; it runs once its weights are in the weights dir and its name is
+    added to the pipeline lists."""
+    names = [n for n in registry if n not in ran]
+    if not names:
+        return None
+    missing = [n for n in names if (pretrained.get(n) or {}).get("weights") == "missing"]
+    other = [n for n in names if n not in missing]
+    bits = []
+    if missing:
+        bits.append(f"{', '.join(missing)}: no pretrained weights here (download-only, no network), so not in the "
+                    f"default pipeline — random weights would prove only the plumbing (the integration tests run them). "
+                    f"With their weights in the weights dir, add them to `pipeline.{'deep' if modality == 'image' else 'text'}` "
+                    "and `pipeline.cluster` (and `pipeline.backbones` to train on them)")
+    if other:
+        bits.append(f"{', '.join(other)}: registered but not in this run's `pipeline` lists")
+    return Para("Not run: " + "; ".join(bits) + ".", "note")
 
 
 def clustering(table: pd.DataFrame, fig: Figures) -> list[Block]:
