@@ -130,13 +130,21 @@ def reproducible_zip(data: bytes, edit=None) -> bytes:
 
 
 def save_keras(model, path: str | os.PathLike) -> None:
-    """A Keras model saved atomically as a byte-reproducible .keras archive (Keras stamps `date_saved` into its
-    metadata.json and the current time into the weights entry; both are fixed here)."""
+    """A Keras model saved atomically as a byte-reproducible .keras archive: Keras stamps `date_saved` into its
+    metadata.json, the current time into the weights entry and Python object ids (`"shared_object_id"`, which
+    link the uses of one shared object) into config.json; the date and times are fixed here and the ids renumbered
+    in order of first appearance (the same object keeps one number, so loading links them as before)."""
+    import re
+
     def undated(name: str, content: bytes) -> tuple[str, bytes]:
         if name == "metadata.json":
             meta = json.loads(content)
             meta["date_saved"] = "1980-01-01@00:00:00"
             content = json.dumps(meta).encode()
+        elif name == "config.json":
+            numbers: dict[str, str] = {}
+            content = re.sub(rb'("shared_object_id":\s*)(\d+)', lambda m: m.group(1) + numbers.setdefault(
+                m.group(2), str(len(numbers))).encode(), content)
         return name, content
 
     with atomic_path(path) as tmp:

@@ -6,8 +6,10 @@ repository as committed — no outputs, no DVC cache, same params.yaml, same dat
 in its own directory with its own MLflow store. Every stage process gets a fresh random
 PYTHONHASHSEED, so set or dict order that leaked into an output would show up here too.
 
-Compared: every metrics/**/*.json byte for byte, every feature file (data/features/**/*.npz) byte
-for byte, and no wall-clock figure in any metrics file (those go to reports/timings/, a DVC out).
+Compared: the dvc.lock entry of every stage the second run ran (the hashes of its deps and outs: a run on
+another machine with the same code, params and data leaves `git status` clean), every metrics/**/*.json byte
+for byte, every feature file (data/features/**/*.npz) byte for byte, and no wall-clock figure in any metrics
+file (those go to reports/timings/, git-ignored files that no stage declares).
 
 Scope of the second run. By default the stages that load neither TensorFlow nor torch (CPU_TARGETS
 and everything upstream of them: ingest, clean_text, text_features@{bow,tfidf,word2vec,glove,use},
@@ -136,6 +138,19 @@ def test_metrics_are_byte_identical(two_runs):
 def test_feature_files_are_byte_identical(two_runs):
     problems = _compare(*two_runs, "data/features/**/*.npz", _bounded_npz)
     assert not problems, "\n".join(problems)
+
+
+def test_dvc_lock_entries_are_identical(two_runs):
+    """What a team member commits after re-running: the same lock, so `git status` stays clean."""
+    import yaml
+
+    first, second = (yaml.safe_load((r / "dvc.lock").read_text())["stages"] for r in two_runs)
+    assert set(second) <= set(first)
+    differ = {name: [k for k in ("cmd", "deps", "params", "outs") if entry.get(k) != first[name].get(k)]
+              for name, entry in second.items() if entry != first[name]}
+    assert not differ, f"dvc.lock entries differ between the two runs: {differ}"
+    timings = [o["path"] for e in second.values() for o in e.get("outs", []) if "timings" in o["path"]]
+    assert not timings, f"wall-clock files are DVC outputs: {timings}"
 
 
 def test_no_wall_clock_in_metrics_and_timings_written(two_runs):
