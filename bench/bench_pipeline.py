@@ -5,8 +5,10 @@ output, no dvc.lock, no metrics/plots/reports), with a new EMPTY DVC cache (`dvc
 cache to restore from), on the real data, so every stage runs from scratch, `pretrained` included.
 
 1. `dvc repro --force` of the default pipeline: every stage except the optional ones -> wall_seconds.
-2. `dvc repro --force --single-item` of the optional stages (names starting with an `--optional` prefix,
-   e.g. `fine_tune@`; none by default) -> wall_seconds_all = both runs.
+2. The optional stages -> wall_seconds_all = both runs: with `--all`, every registered representation is added to
+   the `pipeline` lists (the download-only ones params.yaml leaves out: CLIP, EfficientNetB0, MobileNetV3Small,
+   random-init here) and `dvc repro` runs the stages that adds; stages whose name starts with an `--optional`
+   prefix (e.g. `fine_tune@`; none by default) run with `dvc repro --force --single-item`.
 3. `dvc repro` again: the no-op time (target <= 3 s; no stage may run).
 
 Per stage: its wall time (from DVC's output: one "Running stage" line to the next, so DVC's hashing and lock
@@ -19,6 +21,7 @@ largest sum over the process tree (and the stage running then), and wait4's high
 single process (target <= 8 GB).
 
     python bench/bench_pipeline.py                               # real data -> bench/cold_pipeline.json
+    python bench/bench_pipeline.py --all                         # + every registered representation (issue 19)
     python bench/bench_pipeline.py --optional fine_tune@ zero_shot   # timed apart (wall_seconds without them)
     python bench/bench_pipeline.py --per-class 5 --targets ingest clean_text --allow-loaded --json /tmp/c.json
 
@@ -138,11 +141,28 @@ def print_rows(rows: list[dict], bench: _bench.Bench) -> None:
               f"{fmt(r['work_seconds']):>8} {fmt(r['other_seconds']):>8} {r['load_1m_at_start']:>5.2f}")
 
 
+def every_method_lists(repo: Path) -> dict:
+    """`pipeline` lists naming every registered representation (the registries of the copy), default order first."""
+    import yaml
+
+    sys.path.insert(0, str(repo / "src"))
+    from fkstudy.image.registry import IMAGE, backbones
+
+    lists = yaml.safe_load((repo / "params.yaml").read_text())["pipeline"]
+    extra_deep = [n for n in IMAGE.names("deep") if n not in lists["deep"]]
+    extra_backbones = [b for b in backbones() if b not in lists["backbones"]]
+    return {"pipeline.deep": lists["deep"] + extra_deep,
+            "pipeline.backbones": lists["backbones"] + extra_backbones,
+            "pipeline.cluster": lists["cluster"] + [f"image_{n}" for n in extra_deep if f"image_{n}" not in lists["cluster"]]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", nargs="*", default=[], help="only these stages and their upstream (default: all)")
     ap.add_argument("--optional", nargs="*", default=[], metavar="PREFIX",
                     help="stages whose name starts with one of these are optional: run after the default pipeline")
+    ap.add_argument("--all", action="store_true",
+                    help="then add every registered representation to the pipeline lists and time what that adds")
     ap.add_argument("--per-class", type=int, default=0, help="N real products per class (0 = all 1050)")
     ap.add_argument("--json", type=Path, help=f"write the figures here (default {OUT.relative_to(ROOT)} for a full "
                                               "real-data run, else nowhere)")
@@ -172,6 +192,14 @@ def main() -> None:
                                            tmp / "repro_optional.log", "optional")
             rows += more
             print(f"optional stages ({len(more)}): {runs['optional']['seconds']:.0f} s  {bench.note()}", flush=True)
+        if args.all:
+            before = {r["stage"] for r in rows}
+            set_params(repo, every_method_lists(repo))
+            runs["all"], more = repro(["dvc", "repro", *args.targets], repo, env, tmp / "repro_all.log", "all")
+            rows += more
+            optional += [r["stage"] for r in more if r["stage"] not in before]
+            print(f"every registered representation ({len(more)} more stages): {runs['all']['seconds']:.0f} s  "
+                  f"{bench.note()}", flush=True)
         noop, again = repro(["dvc", "repro", *args.targets], repo, env, tmp / "repro_noop.log", "no-op")
         attach_timings(repo, rows)
     except BaseException:
@@ -189,7 +217,8 @@ def main() -> None:
     peak = max(runs.values(), key=lambda r: r["peak_tree_mb"])
     summary = {
         "wall_seconds": round(first["seconds"], 1), "wall_seconds_all": wall_all,
-        "optional_prefixes": args.optional, "optional_stages": optional, "stages": len(rows),
+        "optional_prefixes": args.optional, "every_registered": args.all, "optional_stages": optional,
+        "stages": len(rows),
         "sum_stage_wall_seconds": total(rows, "wall_seconds"), "sum_startup_seconds": total(rows, "startup_seconds"),
         "sum_work_seconds": total(rows, "work_seconds"), "sum_other_seconds": total(rows, "other_seconds"),
         "noop_seconds": round(noop["seconds"], 2), "noop_stages_run": len(again), "noop_target_seconds": NOOP_TARGET_S,
