@@ -208,6 +208,33 @@ def test_train_classifier_head_only_scores_val_and_test():
         transfer.train_classifier("efficientnet_lite0", "finetuned", d, CFG, seed=3)
 
 
+def test_one_call_per_epoch_keeps_the_per_epoch_history(monkeypatch):
+    """fit_head runs a whole epoch per compiled call (steps_per_execution): the same batches, in the same order,
+    give the same per-epoch history as one call per batch."""
+    import keras
+
+    from fkstudy.train import keras_head
+
+    cat = catalog(n_per=10)
+    X, ids = separable(cat)
+    d = transfer.prepare(X, ids, cat, "base")
+    args = (d.X_fit, transfer.to_index(d.y_fit, d.classes), d.splits.X_val,
+            transfer.to_index(d.splits.y_val, d.classes), 3, CFG.model_copy(update={"batch_size": 4}))
+    seen = []
+    compile_ = keras.Model.compile
+
+    def spy(self, *a, **kw):
+        seen.append(kw.get("steps_per_execution", 1))
+        return compile_(self, *a, **kw)
+
+    monkeypatch.setattr(keras.Model, "compile", spy)
+    _, per_epoch, _ = keras_head.fit_head(*args, seed=5)
+    monkeypatch.setattr(keras.Model, "compile", lambda self, *a, **kw: spy(self, *a, **{**kw, "steps_per_execution": 1}))
+    _, per_batch, _ = keras_head.fit_head(*args, seed=5)
+    assert seen == [4, 1]  # 15 train rows in batches of 4: one call per epoch, then one per batch
+    pd.testing.assert_frame_equal(per_epoch, per_batch, check_exact=True)
+
+
 def test_unknown_optimizer_names_the_param():
     from fkstudy.train import keras_head
 
