@@ -20,7 +20,8 @@ keras = pytest.importorskip("keras")
 from fkstudy.train import fine_tune as F  # noqa: E402
 from fkstudy.train import keras_head  # noqa: E402
 
-RAW = {"head": {"units": 8, "dropout": 0.0}, "optimizer": "adam", "lr": 0.01, "batch_size": 4, "epochs": 30,
+# batches of 5: 12 train photos end in a partial batch
+RAW = {"head": {"units": 8, "dropout": 0.0}, "optimizer": "adam", "lr": 0.01, "batch_size": 5, "epochs": 30,
        "patience": 10, "fine_tune": {"unfreeze_layers": 1, "lr": 1e-2, "epochs": 3},
        "augment": {"views": 2, "flip": True, "rotation": 10.0, "zoom": 0.1, "brightness": 0.1}}
 

@@ -44,6 +44,7 @@ class FineTuned:
     history: pd.DataFrame      # epoch, loss, accuracy, val_loss, val_accuracy, train_set (one row per epoch)
     info: dict                 # best_epoch, epochs_run, unfrozen_layers, cut_layer, n_train_sets, start_val_*
     val_proba: np.ndarray      # val probabilities of the kept weights (float64 rows summing to 1)
+    timings: dict              # frozen_part_seconds (the prefix on val and the train sets), tune_seconds
 
 
 def split_frozen(backbone, trainable: Sequence[str]):
@@ -122,7 +123,9 @@ def fine_tune(backbone, head, preprocess, train_sets: Sequence[np.ndarray], y_tr
     names = unfreeze_last(backbone, ft.unfreeze_layers)
     prefix, suffix, cut = split_frozen(backbone, names)
     y_train, y_val = np.asarray(y_train), np.asarray(y_val)
+    t0 = time.perf_counter()
     val = activations(prefix, preprocess, images_val)
+    frozen = time.perf_counter() - t0
     inp = keras.Input(val.shape[1:], name="activations")
     tuned = keras.Model(inp, head(suffix(inp, training=False)), name="tuned")
     tuned.compile(optimizer=make_optimizer(cfg.optimizer, ft.lr), loss="sparse_categorical_crossentropy",
@@ -136,7 +139,9 @@ def fine_tune(backbone, head, preprocess, train_sets: Sequence[np.ndarray], y_tr
     for epoch in range(1, ft.epochs + 1):
         k = (epoch - 1) % len(train_sets)
         if k not in cache:
+            t1 = time.perf_counter()
             cache[k] = activations(prefix, preprocess, train_sets[k])
+            frozen += time.perf_counter() - t1
         h = tuned.fit(_batches(cache[k], y_train, rng.permutation(len(y_train)), cfg.batch_size),
                       validation_data=_batches(val, y_val, val_rows, cfg.batch_size), epochs=1, verbose=0)
         rows.append({"epoch": epoch, **{m: float(v[-1]) for m, v in h.history.items()}, "train_set": set_names[k]})
@@ -154,7 +159,8 @@ def fine_tune(backbone, head, preprocess, train_sets: Sequence[np.ndarray], y_tr
     info = {"best_epoch": int(best[1]), "epochs_run": len(rows), "unfrozen_layers": names, "cut_layer": cut,
             "n_train_sets": len({r["train_set"] for r in rows}), "start_val_loss": float(start_loss),
             "start_val_accuracy": float(start_acc)}
-    return FineTuned(full, pd.DataFrame(rows), info, p / p.sum(axis=1, keepdims=True))
+    timings = {"frozen_part_seconds": frozen, "tune_seconds": time.perf_counter() - t0 - frozen}
+    return FineTuned(full, pd.DataFrame(rows), info, p / p.sum(axis=1, keepdims=True), timings)
 
 
 # --------------------------------------------------------------------------- the finetuned variant of a backbone
@@ -207,7 +213,7 @@ def fine_tune_classifier(backbone: str, d: TrainData, cfg, seed: int, *, head, l
     pixels = lambda ids_: images[row_index(image_ids, ids_, "image cache")]  # noqa: E731
     r = fine_tune(load_backbone(), head, preprocess, sets, to_index(s.y_train, classes), pixels(s.ids_val),
                   to_index(s.y_val, classes), cfg, seed, names)
-    timings["fit_seconds"] = time.perf_counter() - t0
+    timings.update(r.timings, fit_seconds=time.perf_counter() - t0)
     proba = predict_images(r.model, preprocess, pixels(s.ids_test))
     info = {**r.info, "unfrozen_layers": len(r.info["unfrozen_layers"]), "protocol": PROTOCOL,
             "start_head": f"train@{backbone}-{START_HEAD}",
