@@ -111,7 +111,7 @@ def test_multiseed_mlp_curves_and_determinism(world):
 
 
 def test_multiseed_in_processes_equals_one_after_the_other(world, monkeypatch):
-    """n_jobs=2: the seeds fit in two loky worker processes, one BLAS thread each; the per-seed table, the curves
+    """n_jobs=2: the seeds fit in two spawned worker processes, one BLAS thread each; the per-seed table, the curves
     and the fitted weights are those of the same seeds fitted one after the other in this process."""
     d = split_by_id(*world["image"], world["catalog"])
     here, fit = [], heads.fit_head

@@ -90,16 +90,19 @@ def multiseed(data: Splits, cfg: HeadParams, seed: int, n_seeds: int, classes, o
               n_jobs: int = 1) -> dict:
     """The same head over seeds seed..seed+n-1; mean/std/95% t-interval of test accuracy and macro-F1.
 
-    Each fit runs on one BLAS thread; with n_jobs > 1 the seeds run in up to n_jobs worker processes (joblib
-    loky) — the same numbers as n_jobs=1, seed by seed. `on_seed(seed, fitted, test_metrics)` is called in this
-    process, in seed order, once every seed is done (the stage logs MLflow runs there).
+    Each fit runs on one BLAS thread; with n_jobs > 1 the seeds run in up to n_jobs fresh worker processes
+    (concurrent.futures, spawn: no fork of a process holding BLAS / OpenMP threads; arguments and results travel
+    between the processes of this call, no file is read) — the same numbers as n_jobs=1, seed by seed.
+    `on_seed(seed, fitted, test_metrics)` is called in this process, in seed order, once every seed is done
+    (the stage logs MLflow runs there).
     """
     seeds = list(range(seed, seed + n_seeds))
     if n_jobs > 1 and n_seeds > 1:
-        from joblib import Parallel, delayed
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-        done = Parallel(n_jobs=min(n_jobs, n_seeds), backend="loky")(
-            delayed(_one_seed)(data, cfg, s, classes) for s in seeds)
+        with ProcessPoolExecutor(min(n_jobs, n_seeds), mp_context=multiprocessing.get_context("spawn")) as pool:
+            done = list(pool.map(_one_seed, [data] * n_seeds, [cfg] * n_seeds, seeds, [classes] * n_seeds))
     else:
         done = [_one_seed(data, cfg, s, classes) for s in seeds]
     if on_seed is not None:
