@@ -1,5 +1,7 @@
 """Stage multiseed@<backbone>: one head on one image feature set over n seeds -> mean ± std and a 95 %
-t-interval; an MLflow parent run with one nested run per seed (curve, metrics, model)."""
+t-interval. The seeds run in `n_jobs` processes, one BLAS thread each (the same numbers as one after the
+other). An MLflow parent run (summary metrics and ONE model: the first seed's, whose confusion matrix is
+shown) with one nested run per seed (its params, per-epoch curve and metrics)."""
 import _bootstrap  # noqa: F401
 
 import pandas as pd
@@ -29,19 +31,18 @@ def main(argv=None) -> None:
 
     def on_seed(s, fitted, test):
         curves[s] = fitted.curve
-        if not first:  # the confusion matrix shown is the first seed's
+        if not first:  # the confusion matrix and the model logged are the first seed's
             pred = fitted.model.predict(data.X_test.astype("float64"))
-            first.update(table=confusion_table(data.ids_test, data.y_test, pred), test=test)
+            first.update(table=confusion_table(data.ids_test, data.y_test, pred), test=test, model=fitted.model)
         with tracking.run(experiment, stage.name, f"{name}-seed{s}", {**run_params, "run_seed": s},
                           tags={**tags, "run_seed": s}, nested=True):
             tracking.log_curve(fitted.curve)
             tracking.log_metrics(rounded(test, 6), "test_")
             tracking.log_metrics(fitted.chosen)
-            tracking.log_model(fitted.model, data.X_train[:5])
 
     with tracking.run(experiment, stage.name, f"multiseed-{name}", run_params, tags=tags):
         with stage.timed(f"multiseed {name}", "seconds"):
-            res = recipes.multiseed(data, p.head, seed, p.n_seeds, classes, on_seed)
+            res = recipes.multiseed(data, p.head, seed, p.n_seeds, classes, on_seed, n_jobs=stage.params.n_jobs)
         acc, f1 = res["test_accuracy"], res["macro_f1"]
         metrics = rounded({"features": name, "weights": weights, "head": p.head.type, "n_seeds": p.n_seeds,
                            "n_train": len(data.y_train), "n_val": len(data.y_val), "n_test": len(data.y_test),
@@ -51,6 +52,7 @@ def main(argv=None) -> None:
                            "macro_f1_ci95_low": f1["ci_low"], "macro_f1_ci95_high": f1["ci_high"],
                            "val_accuracy": float(res["per_seed"]["val_accuracy"].mean())})
         tracking.log_metrics({k: v for k, v in metrics.items() if k not in ("n_seeds",)})
+        tracking.log_model(first["model"], data.X_train[:5])
 
     files.write_json(paths.metrics("multiseed", name), metrics)
     stage.write_timings("multiseed", name)

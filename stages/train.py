@@ -1,8 +1,9 @@
 """Stage train@<backbone>-<variant>: the Keras transfer-learning classifier (frozen backbone -> GAP ->
 Dense(relu) -> Dropout -> softmax), its head trained on cached backbone features (+ augmented views).
-Also stage fine_tune@<backbone> (`python stages/train.py <backbone> finetuned`): the same head, then the
-backbone's last `train.fine_tune.unfreeze_layers` layers trained end to end on photos augmented on the fly
-(the seed study's "augmented" model: augmentation plus VGG16's block5 unfrozen).
+Also stage fine_tune@<backbone> (stages/fine_tune.py calls `run` with variant finetuned): the head
+of train@<backbone>-augmented, then the backbone's last `train.fine_tune.unfreeze_layers` layers (VGG16's
+block5) and the head trained on cached activations of the frozen part, epoch after epoch on the train photos or
+one fixed set of their augmented views in turn (the seed study's "augmented" model: augmentation plus block5).
 
 Train on train, early-stop on val, report on test (fkstudy.train.transfer.train_classifier). Writes
 models/train/<K>/ (head.keras, head.npz, classes.json and, for Keras backbones, the assembled
@@ -29,8 +30,14 @@ from fkstudy.train.head_npz import save_head_npz
 
 
 def main(argv=None) -> None:
-    backbone, variant = stage_argument(argv, [backbones(), transfer.VARIANTS],
+    backbone, variant = stage_argument(argv, [backbones(), transfer.HEAD_VARIANTS],
                                        "python stages/train.py <backbone> <variant>")
+    run(backbone, variant)
+
+
+def run(backbone: str, variant: str, fine_tune=None) -> None:
+    """One transfer-learning stage. `fine_tune` (stages/fine_tune.py, variant finetuned) replaces the head fit:
+    fine_tune(d, cfg, seed, load_backbone=, preprocess=, images=, image_ids=, catalog=) -> TrainResult."""
     key = f"{backbone}_{variant}"
     stage = start_stage(f"fine_tune@{backbone}" if variant == "finetuned" else f"train@{backbone}-{variant}")
     params, cfg, seed = stage.params, stage.params.train, stage.params.seed
@@ -44,6 +51,9 @@ def main(argv=None) -> None:
     d = transfer.prepare(X, ids, catalog, variant, aug_X, aug_ids)
     size = int(meta.get("input_size") or meta["image_cache"]["size"])  # the backbone's input side
     images, img_ids, _ = load_image_cache(paths.IMAGE_CACHE)
+    if fine_tune is None:  # the photos are only shown (test predictions): resize those alone
+        keep = row_index(img_ids, d.splits.ids_test, "image cache")
+        images, img_ids = images[keep], img_ids[keep]
     images = resized(images, size)
     weights = meta.get("weights", "n/a")
 
@@ -59,8 +69,11 @@ def main(argv=None) -> None:
                                         f"re-run `dvc repro deep_features@{backbone}`")
             return base
 
-    r = transfer.train_classifier(backbone, variant, d, cfg, seed, load_backbone=load_backbone, preprocess=prep,
-                                  images=images, image_ids=img_ids, log=log)
+    if fine_tune is None:
+        r = transfer.train_classifier(backbone, variant, d, cfg, seed, load_backbone=load_backbone)
+    else:
+        r = fine_tune(d, cfg, seed, load_backbone=load_backbone, preprocess=prep, images=images, image_ids=img_ids,
+                      catalog=catalog)
     s, classes = d.splits, d.classes
 
     out_dir = paths.train_model(key)  # the head (Keras + framework-neutral npz) and backbone + head in one file
@@ -70,15 +83,17 @@ def main(argv=None) -> None:
     if r.full is not None:
         files.save_keras(r.full, f"{out_dir}/model.keras")
 
+    info = dict(r.info)
     metrics = rounded({
         "backbone": backbone, "variant": variant, "weights": weights,
         "framework": "keras" if r.full is not None else "torch+keras",
         "backbone_params": int(meta.get("n_params", 0)), "head_params": int(r.head.count_params()),
-        "n_train": int(len(s.y_train)), "n_train_views": int(len(d.y_fit)), "n_val": int(len(s.y_val)),
+        "n_train": int(len(s.y_train)), "n_train_views": int(info.pop("n_train_views", len(d.y_fit))),
+        "n_val": int(len(s.y_val)),
         "n_test": int(len(s.y_test)), "test_accuracy": r.test["accuracy"], "test_loss": r.test["log_loss"],
         "macro_f1": r.test["macro_f1"], "micro_f1": r.test["micro_f1"], "weighted_f1": r.test["weighted_f1"],
         "ari": r.test["ari"], "val_accuracy": r.val["accuracy"], "val_loss": r.val["log_loss"],
-        "unfreeze_layers": r.unfreeze, **r.info, "per_class": r.test["per_class"]})
+        "unfreeze_layers": r.unfreeze, **info, "per_class": r.test["per_class"]})
     tags = {"backbone": backbone, "variant": variant, "weights": weights, "framework": metrics["framework"]}
     with tracking.run(params.mlflow.experiment, stage.name, f"train-{key}",
                       {**cfg.model_dump(), "backbone": backbone, "variant": variant, "seed": seed, "features": feat_path},

@@ -83,8 +83,8 @@ def test_word2vec_training_is_an_mlflow_run(reproduced):
 
 
 def test_training_runs_are_in_the_tracking_store(reproduced):
-    """multiseed: one parent run with a nested run per seed (each with a per-epoch curve and a
-    logged model); fusion and every text classifier: one run each."""
+    """multiseed: one parent run (with the one logged model) and a nested run per seed (each with a per-epoch
+    curve, no model); fusion and every text classifier: one run each."""
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     client = mlflow.MlflowClient()
     exp = client.get_experiment_by_name("flipkart-product-classification")
@@ -96,7 +96,9 @@ def test_training_runs_are_in_the_tracking_store(reproduced):
     assert len(client.search_runs([exp.experiment_id], "tags.stage LIKE 'multiseed@%'")) == n_backbones * 3
     child = children[0]
     assert len(client.get_metric_history(child.info.run_id, "val_loss")) > 1
-    assert client.search_logged_models([exp.experiment_id], filter_string=f"source_run_id = '{child.info.run_id}'")
+    assert not client.search_logged_models([exp.experiment_id], filter_string=f"source_run_id = '{child.info.run_id}'")
+    assert len(client.search_logged_models([exp.experiment_id],
+                                           filter_string=f"source_run_id = '{parents[0].info.run_id}'")) == 1
     assert child.data.tags["git_commit"] != "unknown"
     assert len(client.search_runs([exp.experiment_id], "tags.stage = 'fusion'")) == 1
     text_runs = client.search_runs([exp.experiment_id], "tags.stage LIKE 'text_classifier@%'")

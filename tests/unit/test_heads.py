@@ -110,6 +110,28 @@ def test_multiseed_mlp_curves_and_determinism(world):
     pd.testing.assert_frame_equal(r["per_seed"], again["per_seed"])
 
 
+def test_multiseed_in_processes_equals_one_after_the_other(world, monkeypatch):
+    """n_jobs=2: the seeds fit in two spawned worker processes, one BLAS thread each; the per-seed table, the curves
+    and the fitted weights are those of the same seeds fitted one after the other in this process."""
+    d = split_by_id(*world["image"], world["catalog"])
+    here, fit = [], heads.fit_head
+    monkeypatch.setattr(heads, "fit_head", lambda *a, **kw: here.append(a[-1]) or fit(*a, **kw))  # fits in this process
+    seq, par = [], []
+    r1 = recipes.multiseed(d, MLP, 7, 3, CLASSES, on_seed=lambda s, f, m: seq.append((s, f, m)), n_jobs=1)
+    assert here == [7, 8, 9]
+    r2 = recipes.multiseed(d, MLP, 7, 3, CLASSES, on_seed=lambda s, f, m: par.append((s, f, m)), n_jobs=2)
+    assert here == [7, 8, 9]  # the parallel fits ran in the workers
+    pd.testing.assert_frame_equal(r1["per_seed"], r2["per_seed"], check_exact=True)
+    assert r1["test_accuracy"] == r2["test_accuracy"] and r1["macro_f1"] == r2["macro_f1"]
+    assert [s for s, _, _ in par] == [7, 8, 9]  # on_seed runs here, in seed order
+    for (_, f1, m1), (_, f2, m2) in zip(seq, par):
+        pd.testing.assert_frame_equal(f1.curve, f2.curve, check_exact=True)
+        for a, b in zip(f1.model.named_steps["clf"].coefs_, f2.model.named_steps["clf"].coefs_):
+            np.testing.assert_array_equal(a, b)
+        assert m1 == m2
+    assert len({tuple(f.curve["val_loss"]) for _, f, _ in par}) == 3  # three different seeds, not one repeated
+
+
 @pytest.mark.parametrize("cfg", [LOGREG, MLP], ids=["logreg", "mlp"])
 def test_fit_head_deterministic(world, cfg):
     d = split_by_id(*world["text"], world["catalog"])

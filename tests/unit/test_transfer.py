@@ -1,5 +1,5 @@
 """Transfer-learning pieces of the `train` stage: augmentation, fit rows (leak guard), Keras head,
-CLIP zero-shot scoring."""
+CLIP zero-shot scoring. The fine_tune stage's cached-activation training: tests/unit/test_fine_tune.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -204,8 +204,35 @@ def test_train_classifier_head_only_scores_val_and_test():
     # the augmented variant never unfreezes (that is the finetuned variant), and a torch backbone has no finetuned one
     r2 = transfer.train_classifier("efficientnet_lite0", "augmented", d, CFG, seed=3)
     assert r2.unfreeze == 0 and r2.full is None
-    with pytest.raises(ValueError, match="efficientnet_lite0: the finetuned variant trains a Keras backbone"):
+    with pytest.raises(ValueError, match="the finetuned variant is fkstudy.train.fine_tune.fine_tune_classifier"):
         transfer.train_classifier("efficientnet_lite0", "finetuned", d, CFG, seed=3)
+
+
+def test_one_call_per_epoch_keeps_the_per_epoch_history(monkeypatch):
+    """fit_head runs a whole epoch per compiled call (steps_per_execution): the same batches, in the same order,
+    give the same per-epoch history as one call per batch."""
+    import keras
+
+    from fkstudy.train import keras_head
+
+    cat = catalog(n_per=10)
+    X, ids = separable(cat)
+    d = transfer.prepare(X, ids, cat, "base")
+    args = (d.X_fit, transfer.to_index(d.y_fit, d.classes), d.splits.X_val,
+            transfer.to_index(d.splits.y_val, d.classes), 3, CFG.model_copy(update={"batch_size": 4}))
+    seen = []
+    compile_ = keras.Model.compile
+
+    def spy(self, *a, **kw):
+        seen.append(kw.get("steps_per_execution", 1))
+        return compile_(self, *a, **kw)
+
+    monkeypatch.setattr(keras.Model, "compile", spy)
+    _, per_epoch, _ = keras_head.fit_head(*args, seed=5)
+    monkeypatch.setattr(keras.Model, "compile", lambda self, *a, **kw: spy(self, *a, **{**kw, "steps_per_execution": 1}))
+    _, per_batch, _ = keras_head.fit_head(*args, seed=5)
+    assert seen == [4, 1]  # 15 train rows in batches of 4: one call per epoch, then one per batch
+    pd.testing.assert_frame_equal(per_epoch, per_batch, check_exact=True)
 
 
 def test_unknown_optimizer_names_the_param():
@@ -246,33 +273,3 @@ def test_zero_shot_prompts_and_shape_errors():
         Z.prompts(["x"], "no placeholder")
     with pytest.raises(ValueError, match="same d"):
         Z.zero_shot_proba(np.ones((2, 3)), np.ones((2, 4)))
-
-
-def test_fine_tune_unfreezes_the_last_layers_and_trains_end_to_end():
-    import keras
-
-    from fkstudy.train import keras_head
-
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((16, 16, 3))
-    x = keras.layers.Conv2D(4, 3, activation="relu", name="c1")(inp)
-    x = keras.layers.BatchNormalization(name="bn")(x)
-    x = keras.layers.Conv2D(4, 3, activation="relu", name="c2")(x)
-    backbone = keras.Model(inp, keras.layers.GlobalAveragePooling2D()(x))
-    head = keras_head.build_head(4, 2, units=8)
-    rng = np.random.default_rng(0)
-    imgs = rng.integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
-    y = np.array([0, 1] * 6)
-    cfg = TrainParams.model_validate({**RAW, "batch_size": 4, "patience": 2,
-                                      "fine_tune": {"unfreeze_layers": 1, "lr": 1e-3, "epochs": 2},
-                                      "augment": {"views": 1, "flip": True, "rotation": 10.0, "zoom": 0.1,
-                                                  "brightness": 0.1}})
-    before = [w.copy() for w in backbone.get_layer("c1").get_weights()]
-    c2_before = backbone.get_layer("c2").get_weights()[0].copy()
-    model, hist, info = keras_head.fine_tune(backbone, head, lambda t: t / 127.5 - 1.0, imgs, y, imgs[:4], y[:4],
-                                             cfg, seed=0)
-    assert info["unfrozen_layers"] == ["c2"] and 1 <= info["epochs_run"] <= 2
-    assert all(np.array_equal(a, b) for a, b in zip(before, backbone.get_layer("c1").get_weights()))  # frozen
-    assert not np.array_equal(c2_before, backbone.get_layer("c2").get_weights()[0])                  # trained
-    assert not backbone.get_layer("bn").trainable
-    assert model.predict(imgs[:2].astype(np.float32), verbose=0).shape == (2, 2)

@@ -8,7 +8,8 @@ the trained head into one Keras model (saved as model.keras) for inference and G
 
 Config (params.yaml `train`, fkstudy.train.params.TrainParams): head {units, dropout}, optimizer
 (adam | sgd | rmsprop), lr, batch_size, epochs, patience (early stopping on val loss; the best epoch's
-weights are kept), fine_tune, augment. The framework-neutral head file (head.npz) is fkstudy.train.head_npz.
+weights are kept), fine_tune, augment. The framework-neutral head file (head.npz) is fkstudy.train.head_npz;
+fine-tuning the backbone's last layers is fkstudy.train.fine_tune.
 TensorFlow is imported inside the functions: a torch process can import this module.
 """
 from __future__ import annotations
@@ -80,8 +81,10 @@ def fit_head(X_train, y_train, X_val, y_val, n_classes: int, cfg, seed: int):
         raise ValueError(f"fit_head needs train and val rows, got {len(X_train)} / {len(X_val)}")
     set_determinism(seed)
     model = build_head(X_train.shape[1], n_classes, cfg.head.units, cfg.head.dropout)
+    # one compiled call per epoch instead of one per batch: the same steps in the same order (the per-epoch
+    # history was measured identical), ~10 % less CPU on a 512-d head; callbacks only act at epoch ends
     model.compile(optimizer=make_optimizer(cfg.optimizer, cfg.lr), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+                  metrics=["accuracy"], steps_per_execution=-(-len(X_train) // cfg.batch_size))
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
     h = model.fit(X_train, np.asarray(y_train), validation_data=(X_val, np.asarray(y_val)),
                   epochs=cfg.epochs, batch_size=cfg.batch_size, shuffle=True, callbacks=[stop], verbose=0)
@@ -118,49 +121,3 @@ def unfreeze_last(backbone, n_layers: int) -> list[str]:
             layer.trainable = True
             picked.append(layer.name)
     return picked[::-1]
-
-
-def augmenter(aug, seed: int):
-    """Keras preprocessing layers doing the same kinds of augmentation as fkstudy.image.augment, on the fly."""
-    keras = _keras()
-    layers = [keras.layers.RandomFlip("horizontal", seed=seed)] if aug.flip else []
-    if aug.rotation:
-        layers.append(keras.layers.RandomRotation(aug.rotation / 360.0, fill_mode="constant", fill_value=255.0,
-                                                  seed=seed))
-    if aug.zoom:
-        layers.append(keras.layers.RandomZoom(aug.zoom, fill_mode="constant", fill_value=255.0, seed=seed))
-    if aug.brightness:
-        layers.append(keras.layers.RandomBrightness(aug.brightness, value_range=(0.0, 255.0), seed=seed))
-    return keras.Sequential(layers, name="augment")
-
-
-def fine_tune(backbone, head, preprocess, images_train, y_train, images_val, y_val, cfg, seed: int):
-    """Phase 2 of transfer learning: backbone + (already trained) head end to end, the last
-    `cfg.fine_tune.unfreeze_layers` backbone layers trainable, photos augmented on the fly
-    (train only) every epoch. Slow on CPU: the backbone runs forward and partly backward per epoch.
-    Returns (model taking preprocessed images, history, info)."""
-    import tensorflow as tf
-
-    keras = _keras()
-    ft = cfg.fine_tune
-    set_determinism(seed)
-    names = unfreeze_last(backbone, ft.unfreeze_layers)
-    inp = keras.Input(backbone.input_shape[1:], name="image")
-    model = keras.Model(inp, head(backbone(inp, training=False)), name="fine_tuned")
-    aug = augmenter(cfg.augment, seed)
-    bs = cfg.batch_size
-
-    def prep(x, y, training):
-        x = tf.cast(x, tf.float32)
-        return preprocess(aug(x, training=True) if training else x), y
-
-    train = (tf.data.Dataset.from_tensor_slices((images_train, np.asarray(y_train)))
-             .shuffle(len(images_train), seed=seed).batch(bs).map(lambda x, y: prep(x, y, True)))
-    val = tf.data.Dataset.from_tensor_slices((images_val, np.asarray(y_val))).batch(bs).map(
-        lambda x, y: prep(x, y, False))
-    model.compile(optimizer=make_optimizer(cfg.optimizer, ft.lr), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)
-    h = model.fit(train, validation_data=val, epochs=ft.epochs, callbacks=[stop], shuffle=False, verbose=0)
-    hist, best = _history(h)
-    return model, hist, {"best_epoch": best, "epochs_run": int(len(hist)), "unfrozen_layers": names}

@@ -1,6 +1,6 @@
 """Training recipes on cached features: a text classifier (fit on train, C on val, test once, repeated
-CV on train+val) and a head over several seeds (mean, std, t-interval). Pure functions: the stages log
-to MLflow and write the files. Every fit takes the catalog split and refuses a test id (`LeakError`)."""
+CV on train+val) and a head over several seeds (mean, std, t-interval; seeds in parallel processes). Pure
+functions: the stages log to MLflow and write the files. Every fit takes the catalog split and refuses a test id (`LeakError`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -71,21 +71,44 @@ def text_classifier(X, ids, catalog: pd.DataFrame, cfg: HeadParams, seed: int, n
             "confusion": confusion_table(d.ids_test, d.y_test, pred)}
 
 
-def multiseed(data: Splits, cfg: HeadParams, seed: int, n_seeds: int, classes, on_seed=None) -> dict:
-    """The same head over seeds seed..seed+n-1; mean/std/95% t-interval of test accuracy and macro-F1.
+def _one_seed(data: Splits, cfg: HeadParams, s: int, classes) -> tuple[dict, Fitted, dict]:
+    """One seed's fit and scores on one BLAS thread: (per-seed row, fitted head, test metrics). The same
+    arithmetic in a worker process as in this one (small matmuls gain nothing from a second thread and
+    collapse when another process holds the core)."""
+    from threadpoolctl import threadpool_limits
 
-    `on_seed(seed, fitted, test_metrics)` is called after each seed (the stage logs MLflow runs there).
-    """
-    rows = []
-    for s in range(seed, seed + n_seeds):
+    with threadpool_limits(1):
         fitted = heads.fit_head(data.X_train, data.y_train, data.X_val, data.y_val, cfg, s)
         m = heads.evaluate(fitted.model, data.X_test, data.y_test, classes)
-        rows.append({"seed": s, "test_accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-                     "val_accuracy": heads.evaluate(fitted.model, data.X_val, data.y_val, classes)["accuracy"],
-                     **{k: v for k, v in fitted.chosen.items() if isinstance(v, (int, float))}})
-        if on_seed is not None:
+        row = {"seed": s, "test_accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+               "val_accuracy": heads.evaluate(fitted.model, data.X_val, data.y_val, classes)["accuracy"],
+               **{k: v for k, v in fitted.chosen.items() if isinstance(v, (int, float))}}
+    return row, fitted, m
+
+
+def multiseed(data: Splits, cfg: HeadParams, seed: int, n_seeds: int, classes, on_seed=None,
+              n_jobs: int = 1) -> dict:
+    """The same head over seeds seed..seed+n-1; mean/std/95% t-interval of test accuracy and macro-F1.
+
+    Each fit runs on one BLAS thread; with n_jobs > 1 the seeds run in up to n_jobs fresh worker processes
+    (concurrent.futures, spawn: no fork of a process holding BLAS / OpenMP threads; arguments and results travel
+    between the processes of this call, no file is read) — the same numbers as n_jobs=1, seed by seed.
+    `on_seed(seed, fitted, test_metrics)` is called in this process, in seed order, once every seed is done
+    (the stage logs MLflow runs there).
+    """
+    seeds = list(range(seed, seed + n_seeds))
+    if n_jobs > 1 and n_seeds > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(n_jobs, n_seeds), mp_context=multiprocessing.get_context("spawn")) as pool:
+            done = list(pool.map(_one_seed, [data] * n_seeds, [cfg] * n_seeds, seeds, [classes] * n_seeds))
+    else:
+        done = [_one_seed(data, cfg, s, classes) for s in seeds]
+    if on_seed is not None:
+        for s, (_, fitted, m) in zip(seeds, done):
             on_seed(s, fitted, m)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame([row for row, _, _ in done])
     return {"per_seed": table,
             "test_accuracy": t_interval(table["test_accuracy"]),
             "macro_f1": t_interval(table["macro_f1"])}

@@ -4,6 +4,9 @@ recipe — head on cached backbone features, optional end-to-end fine-tuning, ev
 base:      train rows of the backbone's feature file (one per train photo).
 augmented: those rows plus the precomputed augmented views of the train photos
            (view ids "<product id>#<k>"); val and test rows are never augmented.
+finetuned: the augmented variant's head (stage train@<b>-augmented), then the backbone's last layers trained
+           on the train photos and the same fixed views, as cached activations: fkstudy.train.fine_tune
+           (stage fine_tune; this module does not import it, so the train stages do not depend on it).
 Every row that enters the fit is checked to come from a train id (`assert_no_test`).
 TensorFlow is imported inside fkstudy.train.keras_head's functions.
 """
@@ -18,11 +21,11 @@ import pandas as pd
 from ..data.splits import Splits, assert_no_test, split_by_id
 from ..errors import StudyError
 from ..evaluate.metrics import scores
-from ..files import row_index
 from . import keras_head
 
 VARIANTS = ("base", "augmented", "finetuned")
-WITH_VIEWS = ("augmented", "finetuned")   # the head is first fitted on the train photos + their augmented views
+HEAD_VARIANTS = ("base", "augmented")   # stage train: a head fitted on cached features
+WITH_VIEWS = ("augmented",)   # the head is fitted on the train photos + their augmented views' features
 
 
 @dataclass
@@ -94,54 +97,27 @@ class TrainResult:
         return np.concatenate([correct, incorrect])
 
 
-def train_classifier(backbone: str, variant: str, d: TrainData, cfg, seed: int, *, load_backbone=None,
-                     preprocess=None, images=None, image_ids=None, log=None) -> TrainResult:
-    """The transfer-learning classifier of one backbone / variant on prepared rows `d`.
+def train_classifier(backbone: str, variant: str, d: TrainData, cfg, seed: int, *, load_backbone=None) -> TrainResult:
+    """The transfer-learning classifier of one backbone, variant base or augmented, on prepared rows `d`.
 
     1. The Keras head is fitted on the cached backbone features (train [+ views]), early-stopped on val.
-    2. Keras backbones (`load_backbone()` -> the frozen backbone model, `preprocess` its input function):
-       assembled with the head into one model; for the finetuned variant (the seed study's "augmented":
-       augmentation plus its last `cfg.fine_tune.unfreeze_layers` layers trainable, VGG16's block5 = 3),
-       fine-tuned end to end on the photos (`images` uint8 with their `image_ids`), augmented on the fly.
-       torch backbones keep the head alone (and have no finetuned variant).
-    3. Val and test are scored once (the fine-tuned model on the photos, else the head on the features).
+    2. Keras backbones (`load_backbone()` -> the frozen backbone model): assembled with the head into one model;
+       torch backbones keep the head alone.
+    3. Val and test are scored once, by the head on the features.
+    The finetuned variant is fkstudy.train.fine_tune.fine_tune_classifier.
     """
+    if variant == "finetuned":
+        raise ValueError(f"{backbone}: the finetuned variant is fkstudy.train.fine_tune.fine_tune_classifier "
+                         "(stage fine_tune)")
     s, classes = d.splits, d.classes
-    unfreeze = cfg.fine_tune.unfreeze_layers if variant == "finetuned" else 0
-    if unfreeze and load_backbone is None:
-        raise ValueError(f"{backbone}: the finetuned variant trains a Keras backbone end to end; {backbone} is not "
-                         "one (remove it from pipeline.fine_tune)")
     t0 = time.perf_counter()
     head, hist, info = keras_head.fit_head(d.X_fit, to_index(d.y_fit, classes), s.X_val, to_index(s.y_val, classes),
                                            len(classes), cfg, seed)
     timings = {"head_fit_seconds": time.perf_counter() - t0}
-    full = None
-    if load_backbone is not None:
-        base = load_backbone()
-        if unfreeze:  # phase 2: end to end, last layers trainable, photos augmented on the fly
-            def pixels(ids_):
-                return images[row_index(image_ids, ids_, "image cache")]
-
-            full, hist2, info2 = keras_head.fine_tune(base, head, preprocess, pixels(s.ids_train),
-                                                      to_index(s.y_train, classes), pixels(s.ids_val),
-                                                      to_index(s.y_val, classes), cfg, seed)
-            hist = pd.concat([hist.assign(phase="head"),
-                              hist2.assign(phase="fine_tune", epoch=hist2["epoch"] + len(hist))], ignore_index=True)
-            info = {"best_epoch": info["epochs_run"] + info2["best_epoch"],
-                    "epochs_run": info["epochs_run"] + info2["epochs_run"],
-                    "head_best_epoch": info["best_epoch"], "unfrozen_layers": len(info2["unfrozen_layers"])}
-        else:
-            full = keras_head.assemble(base, head, name=f"{backbone}_{variant}")
+    full = keras_head.assemble(load_backbone(), head, name=f"{backbone}_{variant}") if load_backbone else None
     timings["fit_seconds"] = time.perf_counter() - t0
-
-    if unfreeze:  # the backbone changed: evaluate the whole model on the photos
-        def full_proba(ids_):
-            x = preprocess(images[row_index(image_ids, ids_, "image cache")].astype(np.float32))
-            return keras_head.predict_proba(full, x, batch_size=16)
-        proba, val_proba = full_proba(s.ids_test), full_proba(s.ids_val)
-    else:
-        proba, val_proba = keras_head.predict_proba(head, s.X_test), keras_head.predict_proba(head, s.X_val)
-    return TrainResult(d, head, full, hist, info, unfreeze, scores(s.y_test, proba, classes, classes),
+    proba, val_proba = keras_head.predict_proba(head, s.X_test), keras_head.predict_proba(head, s.X_val)
+    return TrainResult(d, head, full, hist, info, 0, scores(s.y_test, proba, classes, classes),
                        scores(s.y_val, val_proba, classes, classes), proba, timings)
 
 
