@@ -43,4 +43,7 @@ class PipelineParams(Section):
         missing = [b for b in self.fine_tune if b not in self.backbones]
         if missing:
             raise ValueError(f"fine_tune {missing}: not in pipeline.backbones (fine_tune@<b> starts from augment@<b>)")
+        if self.fine_tune and "augmented" not in self.variants:
+            raise ValueError("fine_tune needs `augmented` in pipeline.variants (fine_tune@<b> starts from the head of "
+                             "train@<b>-augmented)")
         return self
