@@ -78,6 +78,30 @@ def make_subset(dest: Path, per_class: int, seed: int = 0, src: Path | None = No
     return dest
 
 
+def products_csv(dest: Path, copies: int = 1, src: Path | None = None, columns=("id", "name", "description", "image"),
+                 per_class: int = 0, seed: int = 0) -> Path:
+    """The real catalogue (or a per_class subset) as a products CSV for `predict --input` and the catalogue jobs,
+    replicated `copies` times: copy k > 0 of a product has id <uniq_id>-r<k> and the same texts and photo (an
+    absolute path; a product whose photo is missing keeps its missing path, a per-row error). A subset keeps
+    every product whose photo is missing. `columns`: e.g.
+    ("id", "name") for a names-only catalogue. Written to dest (a file path); returns it."""
+    src = src or real_data_dir()
+    real = pd.read_csv(src / CSV, dtype=str, keep_default_na=False)
+    if per_class:  # a per_class sample of each category, plus every product whose photo is missing
+        missing = ~real["image"].map(lambda n: (src / "Images" / n).exists())
+        cat = real["product_category_tree"].str.extract(r'^\["([^>"]+)')[0].str.strip()
+        picked = real[~missing].groupby(cat[~missing], group_keys=False).apply(
+            lambda g: g.sample(n=min(per_class, len(g)), random_state=seed))
+        real = pd.concat([picked, real[missing]])
+    base = pd.DataFrame({"id": real["uniq_id"], "name": real["product_name"], "description": real["description"],
+                         "image": [str(src / "Images" / n) for n in real["image"]]})
+    frames = [base.assign(id=base["id"] + (f"-r{k}" if k else "")) for k in range(copies)]
+    out = pd.concat(frames, ignore_index=True)[list(columns)]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(dest, index=False)
+    return dest
+
+
 def copy_repo(dest: Path) -> Path:
     """The checkout's files (tracked, and untracked ones git does not ignore) copied to dest."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
