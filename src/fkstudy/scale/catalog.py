@@ -43,6 +43,7 @@ class Plan:
     chunks: tuple[Chunk, ...]
     rows: int
     good: int
+    stamp: tuple[int, int] = (0, 0)   # the file's size and mtime (ns) when planned
 
     @property
     def has_id(self) -> bool:
@@ -50,11 +51,17 @@ class Plan:
 
     def to_dict(self) -> dict:
         return {"path": self.path, "header": list(self.header), "rows": self.rows, "good": self.good,
-                "chunks": [asdict(c) for c in self.chunks]}
+                "chunks": [asdict(c) for c in self.chunks], "stamp": list(self.stamp)}
 
     @classmethod
     def from_dict(cls, d: dict) -> Plan:
-        return cls(d["path"], tuple(d["header"]), tuple(Chunk(**c) for c in d["chunks"]), d["rows"], d["good"])
+        return cls(d["path"], tuple(d["header"]), tuple(Chunk(**c) for c in d["chunks"]), d["rows"], d["good"],
+                   tuple(d["stamp"]))
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
 
 
 def plan(path: str | Path, chunk_rows: int, unique_ids: bool = False) -> Plan:
@@ -63,6 +70,7 @@ def plan(path: str | Path, chunk_rows: int, unique_ids: bool = False) -> Plan:
     path = Path(path).resolve()
     if not path.is_file():
         raise CatalogError(f"{path}: catalogue file not found (scale.catalog)")
+    stamp = _stamp(path)
     header: list[str] | None = None
     chunks: list[Chunk] = []
     start = line = rows = good = total = total_good = 0
@@ -93,7 +101,7 @@ def plan(path: str | Path, chunk_rows: int, unique_ids: bool = False) -> Plan:
         total, total_good = total + rows, total_good + good
     if not total:
         raise CatalogError(f"{path}: no product rows after the header")
-    return Plan(str(path), tuple(header), tuple(chunks), total, total_good)
+    return Plan(str(path), tuple(header), tuple(chunks), total, total_good, stamp)
 
 
 def _check_id(path: Path, pid: str, line: int, seen: dict[str, int]) -> None:
@@ -107,6 +115,8 @@ def _check_id(path: Path, pid: str, line: int, seen: dict[str, int]) -> None:
 def read_chunk(p: Plan, index: int) -> dict:
     """Chunk `index` of the plan as a payload (plain lists): its records, their lines and read errors."""
     c, header = p.chunks[index], list(p.header)
+    if _stamp(Path(p.path)) != p.stamp:
+        raise CatalogError(f"{p.path}: the file changed during the job (size or modification time): run it again")
     rows, lines, errors = [], [], []
     for rec in records(p.path, c.start, c.stop, c.line):
         row, error = row_of(rec.fields, header)
@@ -115,7 +125,7 @@ def read_chunk(p: Plan, index: int) -> dict:
         errors.append(error)
     if len(rows) != c.rows:
         raise CatalogError(f"{p.path}: chunk {index} (lines {c.line + 1}-) holds {len(rows)} records, {c.rows} when "
-                           "planned: the file changed during the job")
+                           "planned: the file changed during the job: run it again")
     prods = products_from(rows, lines, errors, header, p.path)
     return {"chunk": index, "lines": prods.lines, "errors": prods.errors, "has_id": prods.has_id,
             "columns": {c: prods.frame[c].tolist() for c in prods.frame.columns}}

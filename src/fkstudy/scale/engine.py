@@ -66,18 +66,25 @@ def worker_env(n_jobs: int) -> dict[str, str]:
 def run(n_chunks: int, read: Callable[[int], dict], worker: type, args: tuple, s: Settings) -> Iterator[dict]:
     """The workers' results, one per chunk, in chunk order, each with its `chunk` index."""
     results = _local(n_chunks, read, worker, args) if s.engine == "local" else _ray(n_chunks, read, worker, args, s)
+    return in_order(results, n_chunks)
+
+
+def in_order(results: Iterator[dict], n_chunks: int) -> Iterator[dict]:
+    """`results` checked to be chunks 0 .. n_chunks-1 exactly once, in order (an EngineError names the first one
+    lost or repeated), with a progress line every ~5 %."""
     expected, t0 = 0, time.perf_counter()
     step = max(1, n_chunks // 20)
     for result in results:
         if result["chunk"] != expected:
-            raise EngineError(f"chunk {result['chunk']} came back where chunk {expected} was expected: "
-                              f"{'a chunk was lost' if result['chunk'] > expected else 'a chunk came back twice'}")
+            what = "lost" if result["chunk"] > expected else "returned twice"
+            raise EngineError(f"chunk {min(result['chunk'], expected)} {what} (chunk {result['chunk']} came back "
+                              f"where chunk {expected} was expected)")
         expected += 1
         if expected % step == 0 or expected == n_chunks:
             log.info("chunks %d / %d done (%.1f s)", expected, n_chunks, time.perf_counter() - t0)
         yield result
     if expected != n_chunks:
-        raise EngineError(f"{n_chunks - expected} of {n_chunks} chunks never came back")
+        raise EngineError(f"{n_chunks - expected} of {n_chunks} chunks never came back (from chunk {expected})")
 
 
 def _local(n_chunks: int, read, worker: type, args: tuple) -> Iterator[dict]:
