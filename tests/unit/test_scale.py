@@ -256,6 +256,26 @@ def test_one_chunk_is_the_pipelines_text_features_and_other_chunks_stay_close(tm
     assert max(bounds.values()) < 1e-5
 
 
+def test_the_kept_use_encoder_is_the_pipelines_use(tmp_path):
+    """The catalogue worker (and the predictor) keep the packaged USE loaded: same batches, same bytes as the
+    text_features stage's function, and the weights load once."""
+    from fkstudy.registry import Context
+    from fkstudy.text import encoders
+    from fkstudy.text.registry import TEXT
+
+    params = {"field": "name", "input": "raw", "tfhub_handle": "", "batch_size": 3}
+    names = ["Analog watch", "Baby romper", "Ceramic mug", "LED lamp", "Cotton towel", "Steel bottle", "Clock"]
+    ref, _ = encoders.use(names, TEXT["use"].params.model_validate(params), Context(ids=list(range(7)), n_jobs=1))
+    worker = features.TextWorker("use", params, str(tmp_path), 1)
+    payload = {"chunk": 0, "lines": list(range(2, 9)), "errors": [""] * 7, "has_id": True,
+               "columns": {"name": names, "description": [""] * 7, "image": [""] * 7, "id": [f"u{i}" for i in range(7)]}}
+    out = worker(payload)
+    assert np.frombuffer(out["X"], np.float32).tobytes() == ref.astype(np.float32).tobytes()
+    net = worker.encoder._net
+    worker(payload)
+    assert net is not None and worker.encoder._net is net
+
+
 def test_image_chunks_of_whole_batches_are_the_pipelines_image_features(tmp_path):
     """EfficientNet-Lite0 through the catalogue worker, chunks of 4 photos in batches of 2 = the deep_features
     stage's function (torch_backbone.extract) on the same squares in batches of 2, byte for byte; a photo that

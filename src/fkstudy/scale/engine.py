@@ -135,8 +135,17 @@ def connect(address: str, n_jobs: int) -> None:
         raise EngineError(f"no Ray cluster at scale.ray_address={address!r} ({first}); start one (`ray start "
                           "--head` on the head node, `ray start --address <head>:6379` on the others) or set "
                           "scale.ray_address to \"\" (a Ray on this machine)") from None
+    _quiet_ray_data()
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     log.info("ray: %d node(s), %s CPUs", len(nodes), ray.cluster_resources().get("CPU", 0))
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data's per-dataset INFO lines (execution plan, log paths) and its notice that progress bars are off stay
+    out of the stage log; its warnings and errors do not."""
+    for name in ("ray.data", "ray.data._internal.execution.streaming_executor"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
 
 def _ray(n_chunks: int, read, worker: type, args: tuple, s: Settings) -> Iterator[dict]:
