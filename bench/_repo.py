@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -100,6 +101,23 @@ def products_csv(dest: Path, copies: int = 1, src: Path | None = None, columns=(
     dest.parent.mkdir(parents=True, exist_ok=True)
     out.to_csv(dest, index=False)
     return dest
+
+
+def write_weights_records(repo: Path, representations: list[tuple[str, str]]) -> None:
+    """The weights records (data/pretrained/<modality>/<name>.json) the `pretrained` stage writes, for these
+    (modality, name) only, written by repo's own code and params: a stage depending on one can run with
+    `dvc repro --single-item` without that stage (which converts VGG16 and joins mpnet, ~45 s, for nothing)."""
+    code = ("import sys; sys.path.insert(0, 'src')\n"
+            "from fkstudy import files, paths, provenance\n"
+            "from fkstudy.image.registry import IMAGE\nfrom fkstudy.params import load_params\n"
+            "from fkstudy.text.registry import TEXT\n"
+            "p = load_params('params.yaml', sections={'deep_features', 'pretrained'})\n"
+            "for modality, name in %r:\n"
+            "    entry = (TEXT if modality == 'text' else IMAGE)[name]\n"
+            "    section = getattr(p.deep_features, name) if modality == 'image' else None\n"
+            "    files.write_json(paths.weights_record(modality, name),\n"
+            "                     provenance.record(modality, entry, p.pretrained.dir, section))\n") % (representations,)
+    subprocess.run([sys.executable, "-c", code], cwd=repo, check=True, capture_output=True, text=True)
 
 
 def copy_repo(dest: Path) -> Path:

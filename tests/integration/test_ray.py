@@ -30,7 +30,7 @@ import pytest
 import yaml
 
 from bench._cluster import LocalCluster
-from bench._repo import products_csv
+from bench._repo import products_csv, write_weights_records
 
 from .conftest import copy_repo, git_commit_all, real_data_dir, run, set_params
 
@@ -67,25 +67,11 @@ def repo(tmp_path_factory, cluster) -> dict:
                       "prep_images.size": 128,
                       "scale.catalog": str(catalog), "scale.engine": "ray", "scale.ray_address": cluster.address,
                       "scale.workers": 2, "scale.chunk_rows": CHUNK, "scale.batch_size": 8})
-    _weights_records(repo)
+    # the records the `pretrained` stage would write for these two (it also converts VGG16: ~45 s for nothing here)
+    write_weights_records(repo, [("text", TEXT), ("image", IMAGE)])
     git_commit_all(repo)
     env = {**cluster.env, "MLFLOW_TRACKING_URI": f"sqlite:///{base / 'mlflow.db'}", "FLIPKART_DATA": str(src)}
     return {"repo": repo, "catalog": catalog, "base": base, "env": env}
-
-
-def _weights_records(repo: Path) -> None:
-    """The weights records the `pretrained` stage writes for these two representations (a dependency of their
-    stages), written directly: that stage also converts VGG16 (~45 s here) for nothing this test uses."""
-    code = ("import sys; sys.path.insert(0, 'src')\n"
-            "from fkstudy import files, paths, provenance\n"
-            "from fkstudy.image.registry import IMAGE\nfrom fkstudy.params import load_params\n"
-            "from fkstudy.text.registry import TEXT\n"
-            "p = load_params('params.yaml', sections={'deep_features', 'pretrained'})\n"
-            f"files.write_json(paths.weights_record('text', '{TEXT}'), provenance.record('text', TEXT['{TEXT}'], "
-            "p.pretrained.dir))\n"
-            f"files.write_json(paths.weights_record('image', '{IMAGE}'), provenance.record('image', IMAGE['{IMAGE}'], "
-            f"p.pretrained.dir, p.deep_features.{IMAGE}))\n")
-    run([sys.executable, "-c", code], repo)
 
 
 def repro(r: dict, *stages: str, engine: str) -> subprocess.CompletedProcess:

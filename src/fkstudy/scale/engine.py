@@ -136,8 +136,28 @@ def connect(address: str, n_jobs: int) -> None:
                           "--head` on the head node, `ray start --address <head>:6379` on the others) or set "
                           "scale.ray_address to \"\" (a Ray on this machine)") from None
     _quiet_ray_data()
+
+
+def fit_workers(n_jobs: int, workers: int) -> tuple[int, int]:
+    """(CPUs each actor reserves, actors): n_jobs CPUs for its n_jobs threads, or every CPU of the largest node
+    when no node has that many, and no more actors than the cluster's CPUs hold (a reservation the cluster cannot
+    meet would wait forever). Threads stay n_jobs: the numbers do not move."""
+    import ray
+
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    log.info("ray: %d node(s), %s CPUs", len(nodes), ray.cluster_resources().get("CPU", 0))
+    cpus = [int(n.get("Resources", {}).get("CPU", 0)) for n in nodes]
+    largest, total = max(cpus, default=0), sum(cpus)
+    log.info("ray: %d node(s), %d CPUs (largest node %d)", len(nodes), total, largest)
+    if largest < 1:
+        raise EngineError("the Ray cluster has no CPU to run a worker on")
+    each = min(n_jobs, largest)
+    if each < n_jobs:
+        log.warning("ray: each worker runs %d threads but the largest node has %d CPUs: it reserves %d", n_jobs,
+                    largest, each)
+    fits = sum(c // each for c in cpus)
+    if workers > fits:
+        log.warning("ray: scale.workers=%d but the cluster holds %d workers of %d CPUs: %d", workers, fits, each, fits)
+    return each, min(workers, fits)
 
 
 def _quiet_ray_data() -> None:
@@ -157,6 +177,7 @@ def _ray(n_chunks: int, read, worker: type, args: tuple, s: Settings) -> Iterato
         ctx.execution_options.preserve_order = True
         ctx.enable_progress_bars = False
         here = ray.get_runtime_context().get_node_id()
+        cpus, workers = fit_workers(s.n_jobs, s.workers)
         # a large argument (the scoring model's archive) goes once into the object store, not into every actor's spec
         args = tuple(ray.put(a) if isinstance(a, bytes) and len(a) > 1 << 20 else a for a in args)
         ds = ray.data.from_items([{"chunk": i} for i in range(n_chunks)], override_num_blocks=n_chunks)
@@ -164,9 +185,9 @@ def _ray(n_chunks: int, read, worker: type, args: tuple, s: Settings) -> Iterato
                             compute=ray.data.TaskPoolStrategy(size=1), label_selector={"ray.io/node-id": here})
         with warnings.catch_warnings():  # scheduling_strategy has no named parameter yet (RayDeprecationWarning)
             warnings.simplefilter("ignore")
-            ds = ds.map_batches(_Actor, fn_constructor_args=(worker, args), batch_size=None, num_cpus=s.n_jobs,
-                                compute=ray.data.ActorPoolStrategy(size=s.workers), scheduling_strategy="SPREAD")
-        log.info("ray: %d chunks, %d workers x %d CPUs", n_chunks, s.workers, s.n_jobs)
+            ds = ds.map_batches(_Actor, fn_constructor_args=(worker, args), batch_size=None, num_cpus=cpus,
+                                compute=ray.data.ActorPoolStrategy(size=workers), scheduling_strategy="SPREAD")
+        log.info("ray: %d chunks, %d workers x %d threads (%d CPUs reserved each)", n_chunks, workers, s.n_jobs, cpus)
         for row in ds.iter_rows():
             yield _plain(row)
     except ray.exceptions.RayError as exc:
