@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -109,6 +110,12 @@ class _Actor:
     def __init__(self, worker: type, args: tuple):
         import ray
 
+        from .. import numerics
+
+        differs = numerics.describe()["differs"]
+        if differs:  # the runtime_env's variables did not reach this process: its numbers could differ
+            raise EngineError(f"a Ray worker on {os.uname().nodename} runs unpinned numerics ({differs}): "
+                              "the runtime_env's env_vars were not applied")
         self.worker = worker(*(ray.get(a) if isinstance(a, ray.ObjectRef) else a for a in args))
 
     def __call__(self, batch: dict) -> dict:
