@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -76,6 +77,47 @@ def make_subset(dest: Path, per_class: int, seed: int = 0, src: Path | None = No
         if (src / "Images" / name).exists():
             os.symlink(src / "Images" / name, dest / "Images" / name)
     return dest
+
+
+def products_csv(dest: Path, copies: int = 1, src: Path | None = None, columns=("id", "name", "description", "image"),
+                 per_class: int = 0, seed: int = 0) -> Path:
+    """The real catalogue (or a per_class subset) as a products CSV for `predict --input` and the catalogue jobs,
+    replicated `copies` times: copy k > 0 of a product has id <uniq_id>-r<k> and the same texts and photo (an
+    absolute path; a product whose photo is missing keeps its missing path, a per-row error). A subset keeps
+    every product whose photo is missing. `columns`: e.g.
+    ("id", "name") for a names-only catalogue. Written to dest (a file path); returns it."""
+    src = src or real_data_dir()
+    real = pd.read_csv(src / CSV, dtype=str, keep_default_na=False)
+    if per_class:  # a per_class sample of each category, plus every product whose photo is missing
+        missing = ~real["image"].map(lambda n: (src / "Images" / n).exists())
+        cat = real["product_category_tree"].str.extract(r'^\["([^>"]+)')[0].str.strip()
+        picked = real[~missing].groupby(cat[~missing], group_keys=False).apply(
+            lambda g: g.sample(n=min(per_class, len(g)), random_state=seed))
+        real = pd.concat([picked, real[missing]])
+    base = pd.DataFrame({"id": real["uniq_id"], "name": real["product_name"], "description": real["description"],
+                         "image": [str(src / "Images" / n) for n in real["image"]]})
+    frames = [base.assign(id=base["id"] + (f"-r{k}" if k else "")) for k in range(copies)]
+    out = pd.concat(frames, ignore_index=True)[list(columns)]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    out.to_csv(dest, index=False)
+    return dest
+
+
+def write_weights_records(repo: Path, representations: list[tuple[str, str]]) -> None:
+    """The weights records (data/pretrained/<modality>/<name>.json) the `pretrained` stage writes, for these
+    (modality, name) only, written by repo's own code and params: a stage depending on one can run with
+    `dvc repro --single-item` without that stage (which converts VGG16 and joins mpnet, ~45 s, for nothing)."""
+    code = ("import sys; sys.path.insert(0, 'src')\n"
+            "from fkstudy import files, paths, provenance\n"
+            "from fkstudy.image.registry import IMAGE\nfrom fkstudy.params import load_params\n"
+            "from fkstudy.text.registry import TEXT\n"
+            "p = load_params('params.yaml', sections={'deep_features', 'pretrained'})\n"
+            "for modality, name in %r:\n"
+            "    entry = (TEXT if modality == 'text' else IMAGE)[name]\n"
+            "    section = getattr(p.deep_features, name) if modality == 'image' else None\n"
+            "    files.write_json(paths.weights_record(modality, name),\n"
+            "                     provenance.record(modality, entry, p.pretrained.dir, section))\n") % (representations,)
+    subprocess.run([sys.executable, "-c", code], cwd=repo, check=True, capture_output=True, text=True)
 
 
 def copy_repo(dest: Path) -> Path:

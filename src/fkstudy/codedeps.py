@@ -141,7 +141,7 @@ def stage_closures(root: str | Path) -> dict[str, set[str]]:
     """{stage name: its code files} for every stage dvc.yaml defines (instances resolved)."""
     tree = Tree(Path(root).resolve())
     out = {}
-    for name, definition in resolved_stages(tree.root).items():
+    for name, definition in resolved_stages(tree.root, placeholders=True).items():
         script = SCRIPT.search(str(definition.get("cmd", "")))
         if script is None:
             raise SystemExit(f"dvc.yaml stage {name}: no `python stages/<x>.py` in its cmd: {definition.get('cmd')!r}")

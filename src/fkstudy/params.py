@@ -56,6 +56,7 @@ SECTIONS: dict[str, str] = {
     "text_classifier": "fkstudy.train.params:TextClassifierParams",
     "register": "fkstudy.train.params:RegisterParams",
     "label_audit": "fkstudy.train.params:LabelAuditParams",
+    "scale": "fkstudy.scale.params:ScaleParams",
 }
 TOP_LEVEL = (*SCALARS, *SECTIONS)
 

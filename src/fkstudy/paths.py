@@ -68,6 +68,21 @@ def timings(stage: str, key: str | None = None) -> str:
     return f"reports/timings/{stage}/{key}.json" if key else f"reports/timings/{stage}.json"
 
 
+def catalog_features(modality: str, name: str) -> str:
+    """A representation over the catalogue file (`scale.catalog`): catalog_text@<name> / catalog_image@<name>."""
+    return f"data/catalog/features/{modality}_{name}.npz"
+
+
+def catalog_failures(modality: str, name: str) -> str:
+    """The catalogue's products a catalog_<modality>@<name> job could not encode (line, id, reason)."""
+    return f"reports/catalog_{modality}/{name}_failures.csv"
+
+
+def catalog_predictions(alias: str) -> str:
+    """The catalogue scored by models:/<register.model_name>@<alias> (score_catalog@<alias>)."""
+    return f"data/catalog/predictions_{alias}.csv"
+
+
 def train_model(key: str) -> str:
     return f"models/train/{key}"
 

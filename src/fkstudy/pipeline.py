@@ -49,8 +49,23 @@ def _interp(value: Any, ctx: dict) -> Any:
     return value
 
 
-def _expand(name: str, definition: dict, ctx: dict) -> dict[str, dict]:
-    """One dvc.yaml entry -> {stage name: resolved definition}."""
+PLACEHOLDER = "_"
+
+
+def _expand(name: str, definition: dict, ctx: dict, placeholders: bool = False) -> dict[str, dict]:
+    """One dvc.yaml entry -> {stage name: resolved definition}. `placeholders`: a foreach / matrix over empty lists
+    gives one instance `<name>@_` with every item "_" (its script and params sections, for fkstudy.codedeps)."""
+    out = _expand_items(name, definition, ctx)
+    if out or not placeholders or not ({"foreach", "matrix"} & set(definition)):
+        return out
+    if "foreach" in definition:
+        return {f"{name}@{PLACEHOLDER}": _interp(definition["do"], {**ctx, "key": PLACEHOLDER, "item": PLACEHOLDER})}
+    item = {k: PLACEHOLDER for k in definition["matrix"]}
+    body = {k: v for k, v in definition.items() if k != "matrix"}
+    return {f"{name}@{PLACEHOLDER}": _interp(body, {**ctx, "item": item})}
+
+
+def _expand_items(name: str, definition: dict, ctx: dict) -> dict[str, dict]:
     if "foreach" in definition:
         items = _interp(definition["foreach"], ctx)
         pairs = items.items() if isinstance(items, dict) else ((str(i), i) for i in items)
@@ -66,8 +81,9 @@ def _expand(name: str, definition: dict, ctx: dict) -> dict[str, dict]:
     return {name: _interp(definition, ctx)}
 
 
-def stages(root: str | Path = ".") -> dict[str, dict]:
-    """Every stage of root/dvc.yaml by its DVC name (e.g. "text_features@bow", "train@vgg16-base")."""
+def stages(root: str | Path = ".", placeholders: bool = False) -> dict[str, dict]:
+    """Every stage of root/dvc.yaml by its DVC name (e.g. "text_features@bow", "train@vgg16-base"); `placeholders`:
+    plus `<group>@_` for a group whose lists are empty (see _expand)."""
     root = Path(root)
     try:
         spec = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")) or {}
@@ -79,7 +95,7 @@ def stages(root: str | Path = ".") -> dict[str, dict]:
             ctx = {**ctx, **block}
     out: dict[str, dict] = {}
     for name, definition in (spec.get("stages") or {}).items():
-        out.update(_expand(name, definition, ctx))
+        out.update(_expand(name, definition, ctx, placeholders))
     return out
 
 

@@ -6,13 +6,13 @@ A stage instance whose method is not registered fails at its start anyway: its p
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from .image.registry import IMAGE, backbones
 from .schema import Section
-from .text.registry import TEXT
+from .text.registry import TEXT, pretrained_encoders
 
 
 def feature_sets() -> tuple[str, ...]:
@@ -29,6 +29,9 @@ class PipelineParams(Section):
     variants: list[Literal["base", "augmented"]]
     multiseed: list[Literal[IMAGE.names("deep")]]          # multiseed@<b>
     fine_tune: list[Literal[backbones("keras")]]             # fine_tune@<b>: Keras only
+    catalog_text: list[Literal[pretrained_encoders()]]      # catalog_text@<m> (fkstudy.scale)
+    catalog_image: list[Literal[backbones("torch")]]         # catalog_image@<b>
+    score_catalog: list[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")]]   # score_catalog@<alias>
 
     @model_validator(mode="after")
     def backbones_have_features(self):

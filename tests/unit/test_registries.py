@@ -96,6 +96,25 @@ def test_dvc_stage_names_are_the_params_lists(params, pipeline):
     same("dvc.yaml augment@", p.backbones, instances(pipeline, "augment"))
     same("dvc.yaml train@", [f"{b}-{v}" for b in p.backbones for v in p.variants], instances(pipeline, "train"))
     same("dvc.yaml multiseed@", p.multiseed, instances(pipeline, "multiseed"))
+    same("dvc.yaml catalog_text@", p.catalog_text, instances(pipeline, "catalog_text"))
+    same("dvc.yaml catalog_image@", p.catalog_image, instances(pipeline, "catalog_image"))
+    same("dvc.yaml score_catalog@", p.score_catalog, instances(pipeline, "score_catalog"))
+
+
+def test_catalogue_jobs_write_the_paths_module_and_depend_on_their_weights():
+    """The catalogue-scale stages (no instance by default: checked on their `@_` placeholder instance)."""
+    by_default = stages(ROOT)
+    assert not any(n.split("@")[0] in ("catalog_text", "catalog_image", "score_catalog") for n in by_default)
+    ph = stages(ROOT, placeholders=True)
+
+    def outs(stage):
+        return [next(iter(o)) if isinstance(o, dict) else o for o in ph[stage].get("outs", [])]
+
+    for modality in ("text", "image"):
+        stage = f"catalog_{modality}@_"
+        assert outs(stage) == [paths.catalog_features(modality, "_"), paths.catalog_failures(modality, "_")]
+        assert paths.weights_record(modality, "_") in ph[stage]["deps"]
+    assert outs("score_catalog@_") == [paths.catalog_predictions("_")]
 
 
 def test_dvc_lock_holds_every_stage_and_no_other(pipeline):

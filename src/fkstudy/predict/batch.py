@@ -13,8 +13,6 @@ the others are still predicted. The file is written atomically (complete or not 
 """
 from __future__ import annotations
 
-import csv
-import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,44 +50,46 @@ def _header(fields: list[str], path: Path) -> list[str]:
 
 def read_products(path: str | Path) -> Products:
     """The products of a CSV file, with the line each starts on; whole-file problems raise PredictInputError."""
+    from .records import records
+
     path = Path(path)
     if not path.is_file():
         raise PredictInputError(f"{path}: file not found")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise PredictInputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise PredictInputError(f"{path}: cannot read ({exc.strerror})") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header, records, lines, errors, last = None, [], [], [], 0
-    try:
-        for fields in reader:
-            start, last = last + 1, reader.line_num
-            if not fields or (len(fields) == 1 and not fields[0].strip()):
-                continue  # a blank line
-            if header is None:
-                header = _header(fields, path)
-                continue
-            error = ""
-            if len(fields) > len(header):
-                error = f"{len(fields)} fields, the header has {len(header)} (an unquoted comma?)"
-            records.append((fields + [""] * len(header))[:len(header)])
-            lines.append(start)
-            errors.append(error)
-    except csv.Error as exc:
-        raise PredictInputError(f"{path}: not a readable CSV at line {reader.line_num} ({exc})") from None
+    header, rows, lines, errors = None, [], [], []
+    for rec in records(path):
+        if header is None:
+            header = _header(rec.fields, path)
+            continue
+        row, error = row_of(rec.fields, header)
+        rows.append(row)
+        lines.append(rec.line)
+        errors.append(error)
     if header is None:
         raise PredictInputError(f"{path}: empty file (no header)")
-    if not records:
+    if not rows:
         raise PredictInputError(f"{path}: no product rows after the header")
-    raw = pd.DataFrame(records, columns=header, dtype=object)
+    return products_from(rows, lines, errors, header, path)
+
+
+def row_of(fields: list[str], header: list[str]) -> tuple[list[str], str]:
+    """A record's fields fitted to the header (missing ones ""), and its problem ("" = none)."""
+    error = ""
+    if len(fields) > len(header):
+        error = f"{len(fields)} fields, the header has {len(header)} (an unquoted comma?)"
+    return (fields + [""] * len(header))[:len(header)], error
+
+
+def products_from(rows: list[list[str]], lines: list[int], errors: list[str], header: list[str],
+                  path: str | Path) -> Products:
+    """Records (fitted by row_of) as Products: texts stripped, image paths relative to the CSV's folder resolved."""
+    path = Path(path)
+    raw = pd.DataFrame(rows, columns=header, dtype=object)
     frame = pd.DataFrame({c: raw[c].str.strip() if c in raw.columns else "" for c in INPUT_COLUMNS})
     frame["image"] = [str(path.parent / p) if p and not Path(p).is_absolute() else p for p in frame["image"]]
     for c in PASSTHROUGH:
         if c in raw.columns:
             frame[c] = raw[c]
-    return Products(frame, lines, errors, "id" in raw.columns)
+    return Products(frame, list(lines), list(errors), "id" in raw.columns)
 
 
 def predict_products(predictor, products: Products, top_k: int = 3, batch_size: int = 64,

