@@ -1,0 +1,84 @@
+"""fkstudy.team: which outputs of a revision's dvc.lock the local DVC cache lacks (a real `dvc repro` in a tiny
+generated repository), and the one-line message that names them."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fkstudy import team
+from fkstudy.review import revs
+
+DVC_YAML = """stages:
+  make:
+    cmd: python make.py
+    deps: [make.py]
+    outs:
+      - out.txt
+      - folder
+    metrics:
+      - metrics.json:
+          cache: false
+"""
+MAKE = """import json, os
+os.makedirs("folder", exist_ok=True)
+for i in range(3):
+    open(f"folder/f{i}.txt", "w").write(f"file {i}")
+open("out.txt", "w").write("out")
+json.dump({"n": 3}, open("metrics.json", "w"))
+"""
+
+
+def sh(repo: Path, *cmd: str) -> str:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.run(list(cmd), cwd=repo, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, f"{cmd}: {proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = tmp_path_factory.mktemp("team") / "repo"
+    repo.mkdir()
+    (repo / "dvc.yaml").write_text(DVC_YAML)
+    (repo / "make.py").write_text(MAKE)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    sh(repo, "git", "init", "-q", "-b", "main")
+    sh(repo, sys.executable, "-m", "dvc", "init", "-q")
+    sh(repo, sys.executable, "-m", "dvc", "repro", "-q")
+    sh(repo, *git, "add", "-A")
+    sh(repo, *git, "commit", "-qm", "made")
+    return repo
+
+
+def obj(cache: Path, md5: str) -> Path:
+    return cache / "files" / "md5" / md5[:2] / md5[2:]
+
+
+def test_nothing_missing_after_repro(repo):
+    assert team.missing_outputs(repo, revs.resolve(repo, "HEAD"), repo / ".dvc" / "cache") == []
+
+
+def test_a_missing_file_or_a_file_of_a_folder_names_its_output(repo, tmp_path):
+    lock = revs.read_lock(repo, revs.resolve(repo, "HEAD"))
+    outs = {o["path"]: o["md5"] for o in lock["stages"]["make"]["outs"]}
+    assert set(outs) == {"out.txt", "folder", "metrics.json"}
+    cache = tmp_path / "cache"   # a copy of the cache, thinned
+    shutil.copytree(repo / ".dvc" / "cache", cache)
+    obj(cache, outs["out.txt"]).unlink()
+    one_file = json.loads(obj(cache, outs["folder"]).read_text())[0]["md5"]
+    obj(cache, one_file).unlink()
+    # metrics.json (cache: false) is committed to git, so never reported even though no cache object exists
+    assert team.missing_outputs(repo, revs.resolve(repo, "HEAD"), cache) == ["folder", "out.txt"]
+
+
+def test_message_names_the_outputs_and_what_to_do():
+    msg = team.describe("exp-1", [f"data/f{i}.npz" for i in range(8)], "origin")
+    assert "\n" not in msg
+    assert "exp-1: 8 outputs" in msg and "data/f0.npz" in msg and "and 2 more" in msg
+    assert "`dvc exp push origin exp-1` (without --no-cache)" in msg
