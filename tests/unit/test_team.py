@@ -82,3 +82,18 @@ def test_message_names_the_outputs_and_what_to_do():
     assert "\n" not in msg
     assert "exp-1: 8 outputs" in msg and "data/f0.npz" in msg and "and 2 more" in msg
     assert "`dvc exp push origin exp-1` (without --no-cache)" in msg
+
+
+def test_review_workflow_runs_the_tested_team_flow():
+    """.github/workflows/review.yml runs the commands tests/integration/test_team.py runs, in that order:
+    repro.sh (pull first), push of outputs and run cache, the experiment pushed, the review posted."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    steps = yaml.safe_load((root / ".github" / "workflows" / "review.yml").read_text())["jobs"]["review"]["steps"]
+    script = "\n".join(s.get("run", "") for s in steps)
+    order = ["dvc remote modify --local storage url", "bash scripts/repro.sh", "dvc push --run-cache",
+             "dvc exp push", "bash scripts/review.sh", "cml comment update"]
+    at = [script.find(cmd) for cmd in order]
+    assert all(i >= 0 for i in at) and at == sorted(at), dict(zip(order, at))
+    assert "PYTHONPATH" not in script
