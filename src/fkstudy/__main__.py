@@ -5,6 +5,7 @@
   promote   move the production alias (champion) to a registered version, explicitly and logged
             (see fkstudy.predict.promote_cli)
   review    Markdown review of what changed between two revisions or experiments (see fkstudy.review.cli)
+  push      `dvc push --run-cache`, plus the outputs of every run the run cache records (see fkstudy.team)
   exp-pull  `dvc exp pull` that names the outputs an experiment came without (see fkstudy.team)
 
 Installed by scripts/setup.sh as the command `fkstudy` (pyproject.toml); `python -m fkstudy` is the same.
@@ -35,6 +36,10 @@ def main(argv=None) -> int:
                                             formatter_class=argparse.RawDescriptionHelpFormatter))
     from . import team
 
+    team.add_push_arguments(sub.add_parser("push", help="`dvc push --run-cache`, plus the outputs of every run the "
+                                           "run cache records, so teammates' `dvc repro --pull` restores them",
+                                           description=team.__doc__,
+                                           formatter_class=argparse.RawDescriptionHelpFormatter))
     team.add_arguments(sub.add_parser("exp-pull", help="`dvc exp pull`, then name the outputs an experiment came "
                                       "without (pushed with --no-cache)", description=team.__doc__,
                                       formatter_class=argparse.RawDescriptionHelpFormatter))
@@ -45,6 +50,8 @@ def main(argv=None) -> int:
         return promote_cli.run(args)
     if args.command == "review":
         return review_cli.run(args)
+    if args.command == "push":
+        return team.run_push(args)
     if args.command == "exp-pull":
         return team.run(args)
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse refuses it first

@@ -1,4 +1,12 @@
-"""`fkstudy exp-pull <git_remote> <experiment>...`: `dvc exp pull`, then a clear word when an experiment came
+"""Working as a team through the DVC remote: two commands that close gaps of DVC 3.
+
+`fkstudy push [-r REMOTE]`: `dvc push --run-cache`, then the outputs of every run the run cache records.
+DVC 3 pushes the run records but only the outputs the workspace references, and never those declared
+`cache: false` (every stage's metrics and plots here): a teammate's `dvc repro --pull` then finds A's record
+of a param set but not its outputs, and runs the stage again (measured). With the outputs pushed too, it
+restores them ("Stage ... is cached - skipping run").
+
+`fkstudy exp-pull <git_remote> <experiment>...`: `dvc exp pull`, then a clear word when an experiment came
 without its outputs.
 
 `dvc exp pull` fetches an experiment's git ref, then its outputs from the DVC remote. When whoever ran it
@@ -7,8 +15,9 @@ warning that lists md5 hashes, and a later `dvc exp apply` fails half-way ("Chec
 up to date?"), leaving the workspace without those outputs. This command pulls, then checks every cached
 output recorded in each experiment's dvc.lock against the local cache and names the ones missing.
 
-Exit status 0: every experiment is here with its outputs; 1: some outputs are missing (one line per
-experiment on stderr, `error: ...`); 2: the pull itself failed or an experiment is unknown.
+Exit status 0: every experiment is here with its outputs (push: everything pushed); 1: some outputs are
+missing (one line per experiment on stderr, `error: ...`; push: some objects failed); 2: the DVC command
+itself failed or an experiment is unknown.
 """
 from __future__ import annotations
 
@@ -21,6 +30,55 @@ from .review import revs
 
 EXIT_MISSING, EXIT_FAILED = 1, 2
 SHOWN = 6  # output paths named per experiment before "and N more"
+
+
+def add_push_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--remote", "-r", default=None, help="the DVC remote (default: the default one)")
+    p.add_argument("--jobs", "-j", type=int, default=None, help="parallel uploads (default: DVC's)")
+    p.add_argument("--repo", default=".", help="the repository (default: the one holding the current folder)")
+
+
+def push_run_outputs(repo: Path, remote: str | None = None, jobs: int | None = None) -> tuple[int, int, int]:
+    """Push the outputs of every run in the local run cache whose outputs are all in the local cache (a run
+    pulled from a teammate without its outputs is skipped). Returns (runs, objects uploaded, objects failed).
+
+    Uses DVC's run cache as `dvc repro` does (StageCache: _load_cache, _create_stage, get_used_objs), which
+    builds each recorded stage with every output cached, `cache: false` ones included: what a restore needs."""
+    from contextlib import chdir
+
+    from dvc.repo import Repo
+
+    with chdir(repo), Repo(str(repo)) as dvc_repo:  # DVC builds the recorded stages relative to the cwd
+        runs = dvc_repo.stage_cache
+        complete = []
+        for record in sorted(Path(runs.cache_dir).glob("*/*/*")):
+            entry = runs._load_cache(record.parent.name, record.name) if record.is_file() else None
+            if entry and runs._create_stage(entry).outs_cached():
+                complete.append((record.parent.name, record.name))
+        used = runs.get_used_objs(complete)
+        objs = set().union(*used.values()) if used else set()
+        result = dvc_repo.cloud.push(objs, jobs=jobs, remote=remote)
+        return len(complete), len(result.transferred), len(result.failed)
+
+
+def run_push(args) -> int:
+    try:
+        repo = revs.repo_root(Path(args.repo).resolve())
+        extra = (["-r", args.remote] if args.remote else []) + (["-j", str(args.jobs)] if args.jobs else [])
+        print(revs.dvc(repo, "push", "--run-cache", *extra).stdout.strip())
+        runs, uploaded, failed = push_run_outputs(repo, args.remote, args.jobs)
+    except revs.ReviewError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # DVC's own errors (remote unreachable, ...): one line, no traceback
+        print(f"error: pushing the run cache's outputs: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        return EXIT_FAILED
+    if failed:
+        print(f"error: {failed} objects of the run cache's outputs failed to upload (run `fkstudy push` again)",
+              file=sys.stderr)
+        return EXIT_MISSING
+    print(f"run cache: the outputs of {runs} runs are on the remote ({uploaded} objects uploaded now)")
+    return 0
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

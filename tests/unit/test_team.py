@@ -92,8 +92,62 @@ def test_review_workflow_runs_the_tested_team_flow():
     root = Path(__file__).resolve().parents[2]
     steps = yaml.safe_load((root / ".github" / "workflows" / "review.yml").read_text())["jobs"]["review"]["steps"]
     script = "\n".join(s.get("run", "") for s in steps)
-    order = ["dvc remote modify --local storage url", "bash scripts/repro.sh", "dvc push --run-cache",
+    order = ["dvc remote modify --local storage url", "bash scripts/repro.sh", "fkstudy push",
              "dvc exp push", "bash scripts/review.sh", "cml comment update"]
     at = [script.find(cmd) for cmd in order]
     assert all(i >= 0 for i in at) and at == sorted(at), dict(zip(order, at))
     assert "PYTHONPATH" not in script
+
+
+PARAM_STAGE = """stages:
+  one:
+    cmd: python one.py
+    deps: [one.py]
+    params: [a]
+    outs: [one.txt]
+    metrics:
+      - m.json:
+          cache: false
+"""
+ONE = """import json, yaml
+a = yaml.safe_load(open("params.yaml"))["a"]
+open("one.txt", "w").write(str(a) * 100)
+json.dump({"a": a}, open("m.json", "w"))
+"""
+
+
+def test_pushed_run_outputs_let_a_clone_restore_a_param_set_it_never_ran(tmp_path):
+    """A runs a=1 then a=7 and pushes (to a local-directory remote); B, a clone at a=7, sets a=1 back:
+    with `dvc push --run-cache` only, B's `dvc repro --pull` ran the stage again (the run record came, its
+    outputs did not: one.txt of a=1 was never in the workspace, m.json is `cache: false`); with the run
+    cache's outputs pushed, it restores them."""
+    a, remote = tmp_path / "a", tmp_path / "remote"
+    a.mkdir()
+    (a / "dvc.yaml").write_text(PARAM_STAGE)
+    (a / "one.py").write_text(ONE)
+    (a / "params.yaml").write_text("a: 1\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    dvc = [sys.executable, "-m", "dvc"]
+    sh(a, "git", "init", "-q", "-b", "main")
+    sh(a, *dvc, "init", "-q")
+    sh(a, *dvc, "remote", "add", "-d", "storage", str(remote))
+    sh(a, *dvc, "repro", "-q")
+    (a / "params.yaml").write_text("a: 7\n")
+    sh(a, *dvc, "repro", "-q")
+    sh(a, *git, "add", "-A")
+    sh(a, *git, "commit", "-qm", "a=7")
+    sh(a, *dvc, "push", "--run-cache", "-q")
+
+    def clone_and_go_back(name: str) -> str:
+        b = tmp_path / name
+        sh(tmp_path, "git", "clone", "-q", str(a), str(b))
+        sh(b, *dvc, "pull", "--run-cache", "-q")
+        (b / "params.yaml").write_text("a: 1\n")
+        return sh(b, *dvc, "repro", "--pull")
+
+    assert "Running stage 'one'" in clone_and_go_back("b1")
+    runs, uploaded, failed = team.push_run_outputs(a)
+    assert (runs, failed) == (2, 0) and uploaded >= 2   # one.txt and m.json of a=1 at least
+    out = clone_and_go_back("b2")
+    assert "Stage 'one' is cached - skipping run" in out and "Running stage" not in out, out
+    assert json.loads((tmp_path / "b2" / "m.json").read_text()) == {"a": 1}
