@@ -84,7 +84,8 @@ def run_push(args) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("git_remote", help="the git remote the experiments were pushed to (e.g. origin)")
     p.add_argument("experiments", nargs="+", metavar="experiment", help="experiment names (as in `dvc exp show`)")
-    p.add_argument("--remote", "-r", default=None, help="the DVC remote to pull outputs from (default: the default one)")
+    p.add_argument("--remote", "-r", default=None,
+                   help="the DVC remote to pull outputs from (default: the default one)")
     p.add_argument("--repo", default=".", help="the repository (default: the one holding the current folder)")
 
 
