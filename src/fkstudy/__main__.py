@@ -5,6 +5,10 @@
   promote   move the production alias (champion) to a registered version, explicitly and logged
             (see fkstudy.predict.promote_cli)
   review    Markdown review of what changed between two revisions or experiments (see fkstudy.review.cli)
+  push      `dvc push --run-cache`, plus the outputs of every run the run cache records (see fkstudy.team)
+  exp-pull  `dvc exp pull` that names the outputs an experiment came without (see fkstudy.team)
+
+Installed by scripts/setup.sh as the command `fkstudy` (pyproject.toml); `python -m fkstudy` is the same.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ import sys
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fkstudy", description="Flipkart product classification study")
+    parser = argparse.ArgumentParser(prog="fkstudy", description="Flipkart product classification study")
     sub = parser.add_subparsers(dest="command", required=True)
     from .predict import cli as predict_cli
 
@@ -30,6 +34,15 @@ def main(argv=None) -> int:
     review_cli.add_arguments(sub.add_parser("review", help="Markdown review of params, metrics, plots and stages "
                                             "changed between two revisions or experiments", description=review_cli.__doc__,
                                             formatter_class=argparse.RawDescriptionHelpFormatter))
+    from . import team
+
+    team.add_push_arguments(sub.add_parser("push", help="`dvc push --run-cache`, plus the outputs of every run the "
+                                           "run cache records, so teammates' `dvc repro --pull` restores them",
+                                           description=team.__doc__,
+                                           formatter_class=argparse.RawDescriptionHelpFormatter))
+    team.add_arguments(sub.add_parser("exp-pull", help="`dvc exp pull`, then name the outputs an experiment came "
+                                      "without (pushed with --no-cache)", description=team.__doc__,
+                                      formatter_class=argparse.RawDescriptionHelpFormatter))
     args = parser.parse_args(argv)
     if args.command == "predict":
         return predict_cli.run(args)
@@ -37,6 +50,10 @@ def main(argv=None) -> int:
         return promote_cli.run(args)
     if args.command == "review":
         return review_cli.run(args)
+    if args.command == "push":
+        return team.run_push(args)
+    if args.command == "exp-pull":
+        return team.run(args)
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse refuses it first
     return 2
 
