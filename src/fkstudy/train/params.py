@@ -78,7 +78,22 @@ class CalibrationParams(Section):
     bins: int = Field(ge=2, le=100)                  # reliability diagram / ECE bins
 
 
-class FusionParams(CVParams):
+class NamesFeatureSets(Section):
+    """A section naming a text method (`text_set`, `name_set`) and a deep image method (`image_set`): each checked
+    against the methods params.yaml declares (fkstudy.schema.check_method), so no registry is imported."""
+
+    @field_validator("text_set", "name_set", check_fields=False)
+    @classmethod
+    def text_method(cls, v: str, info: ValidationInfo) -> str:
+        return check_method(v, info, "text_features")
+
+    @field_validator("image_set", check_fields=False)
+    @classmethod
+    def deep_method(cls, v: str, info: ValidationInfo) -> str:
+        return check_method(v, info, "deep_features")
+
+
+class FusionParams(CVParams, NamesFeatureSets):
     text_set: str                                   # a method of text_features
     image_set: str                                  # a method of deep_features, with REAL weights (random-init refused)
     name_set: str                                   # text_set's encoder on the name alone: the name-only head
@@ -87,16 +102,6 @@ class FusionParams(CVParams):
     select_by: Literal["cv", "val"]
     head: HeadParams
     calibration: CalibrationParams
-
-    @field_validator("text_set", "name_set")
-    @classmethod
-    def text_method(cls, v: str, info: ValidationInfo) -> str:
-        return check_method(v, info, "text_features")
-
-    @field_validator("image_set")
-    @classmethod
-    def deep_method(cls, v: str, info: ValidationInfo) -> str:
-        return check_method(v, info, "deep_features")
 
 
 class RegisterParams(Section):
@@ -135,19 +140,10 @@ class RegisterParams(Section):
         return self
 
 
-class LabelAuditParams(Section):
+class LabelAuditParams(NamesFeatureSets):
     text_set: str                                    # a method of text_features
     image_set: str                                   # a method of deep_features, with REAL weights
     head: HeadParams
     n_splits: int = Field(ge=2, le=20)               # out-of-fold: each product scored by a head that never saw it
     examples: int = Field(ge=1, le=60)               # suspected errors shown with their photo
 
-    @field_validator("text_set")
-    @classmethod
-    def text_method(cls, v: str, info: ValidationInfo) -> str:
-        return check_method(v, info, "text_features")
-
-    @field_validator("image_set")
-    @classmethod
-    def deep_method(cls, v: str, info: ValidationInfo) -> str:
-        return check_method(v, info, "deep_features")
