@@ -27,7 +27,6 @@ def main(argv=None) -> None:
     with stage.timed(method, "seconds"):
         X, info = entry.load()(docs, p, ctx)
 
-    vocabulary = info.pop("vocabulary", None)
     trained = info.pop("_model", None)  # a model trained here (Word2Vec): an MLflow run, not stored in meta
     info.setdefault("weights", f"fitted on {fit_on}")
     meta = {"method": method, "modality": "text", "params": p.model_dump(), "fit_on": fit_on, **info}
@@ -45,16 +44,6 @@ def main(argv=None) -> None:
                           tags={"modality": "text", "method": method}):
             mlflow.log_metrics({"vocab_size": info["vocab_size"], "train_seconds": stage.timings["train_seconds"],
                                 "docs_without_known_words": info["docs_without_known_words"]})
-    if vocabulary is not None:
-        from fkstudy.plots import text as text_plots
-
-        labels = text["category"].to_numpy()
-        table = text_plots.top_terms(X, vocabulary, labels)
-        files.write_csv(paths.plots("text_features", f"{method}_top_terms.csv"), table)
-        files.save_figure(text_plots.top_terms_figure(table, f"Top {method.upper()} terms per category"),
-                          paths.plots("text_features", f"{method}_top_terms.png"))
-        files.save_figure(text_plots.word_clouds(X, vocabulary, labels, f"{method.upper()} word clouds", params.seed),
-                          paths.plots("text_features", f"{method}_wordclouds.png"))
     log.info("%s: X %s", method, X.shape)
 
 

@@ -20,8 +20,14 @@ def feature_sets() -> tuple[str, ...]:
     return tuple(f"text_{n}" for n in TEXT) + tuple(f"image_{n}" for n in IMAGE)
 
 
+def vocabulary_methods() -> tuple[str, ...]:
+    """Text methods whose feature columns are terms (their feature file's meta holds the vocabulary)."""
+    return tuple(n for n, e in TEXT.items() if e.extra.get("vocabulary"))
+
+
 class PipelineParams(Section):
     text: list[Literal[TEXT.names()]]                      # text_features@<m>, text_classifier@<m>
+    text_terms: list[Literal[vocabulary_methods()]]        # text_terms@<m>
     image: list[Literal[IMAGE.names("classical")]]         # image_features@<m>
     deep: list[Literal[IMAGE.names("deep")]]               # deep_features@<m>
     cluster: list[Literal[feature_sets()]]                 # cluster@<set>
@@ -32,6 +38,14 @@ class PipelineParams(Section):
     catalog_text: list[Literal[pretrained_encoders()]]      # catalog_text@<m> (fkstudy.scale)
     catalog_image: list[Literal[backbones("torch")]]         # catalog_image@<b>
     score_catalog: list[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")]]   # score_catalog@<alias>
+
+    @model_validator(mode="after")
+    def terms_have_features(self):
+        missing = sorted(set(self.text_terms) - set(self.text))
+        if missing:
+            raise ValueError(f"{missing}: in pipeline.text_terms but not in pipeline.text (text_terms@<m> reads "
+                             "text_features@<m>'s feature file)")
+        return self
 
     @model_validator(mode="after")
     def backbones_have_features(self):

@@ -59,6 +59,8 @@ def test_params_lists_are_the_registries(params):
     p = params.pipeline
     deep = [n for n in IMAGE.names("deep") if not optional(n)]
     same("pipeline.text vs the text registry", TEXT.names(), p.text)
+    same("pipeline.text_terms vs the text methods with a vocabulary",
+         [n for n, e in TEXT.items() if e.extra.get("vocabulary")], p.text_terms)
     same("pipeline.image vs the classical image registry entries", IMAGE.names("classical"), p.image)
     same("pipeline.deep vs the deep image registry entries with weights here", deep, p.deep)
     same("pipeline.cluster vs every feature set of the default pipeline",

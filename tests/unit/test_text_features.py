@@ -1,6 +1,8 @@
 """Text features: leak-free fitting (ctx.fit_ids), pooling, Word2Vec determinism, GloVe, MiniLM, USE."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -187,3 +189,39 @@ def test_length_sorted_batches_keep_each_text_on_its_row():
     lengths = [len(t) for t in tokenizer(docs)["input_ids"]]
     assert np.argsort(lengths, kind="stable").tolist() == [0, 3, 2, 4, 1]   # the batches: [0, 3], [2, 4], [1]
     assert E.encode_mean_pooled(tokenizer, model, [], 2, 64).shape == (0, 384)
+
+
+@pytest.mark.slow
+def test_text_terms_stage_reads_the_vocabulary_from_the_feature_file(tmp_path):
+    """text_terms@bow plots the heaviest terms per category from the feature file's own vocabulary; a feature file
+    whose columns are not terms is refused on one line."""
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from fkstudy import files
+
+    ROOT = Path(__file__).resolve().parents[2]
+    for rel in ("dvc.yaml", "params.yaml"):
+        (tmp_path / rel).write_text((ROOT / rel).read_text())
+    ids = [f"p{i:02d}" for i in range(30)]
+    cats = ["A", "B", "C"] * 10
+    (tmp_path / "data/interim").mkdir(parents=True)
+    pd.DataFrame({"id": ids, "name": ids, "description": "d", "category": cats, "image": [f"{i}.jpg" for i in ids],
+                  "image_status": "ok", "split": (["train"] * 3 + ["val", "test"]) * 6}
+                 ).to_parquet(tmp_path / "data/interim/catalog.parquet", index=False)
+    vocab = ["alpha", "beta", "gamma", "delta"]
+    X = np.array([[3, 0, 0, 1] if c == "A" else [0, 3, 0, 1] if c == "B" else [0, 0, 3, 1] for c in cats], np.float32)
+    files.save_features(tmp_path / "data/features/text_bow.npz", X, ids, {"method": "bow", "vocabulary": vocab})
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    run = [sys.executable, str(ROOT / "stages/text_terms.py"), "bow"]
+    proc = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = pd.read_csv(tmp_path / "plots/text_features/bow_top_terms.csv")
+    assert table[table["rank"] == 1].set_index("category")["term"].to_dict() == {"A": "alpha", "B": "beta", "C": "gamma"}
+    assert (tmp_path / "plots/text_features/bow_wordclouds.png").stat().st_size > 0
+    files.save_features(tmp_path / "data/features/text_bow.npz", X, ids, {"method": "bow"})
+    proc = subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: data/features/text_bow.npz: no vocabulary")

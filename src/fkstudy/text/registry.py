@@ -73,10 +73,10 @@ class UseParams(TextParams):
 TEXT = Registry("text representation", [
     Entry("bow", "fkstudy.text.features:bow", BowParams,
           "Bag of words: token counts (scikit-learn), vocabulary fitted on the train split.",
-          "scikit-learn", "fitted on train"),
+          "scikit-learn", "fitted on train", extra={"vocabulary": True}),
     Entry("tfidf", "fkstudy.text.features:tfidf", TfidfParams,
           "TF-IDF weights (scikit-learn), vocabulary and idf fitted on the train split.",
-          "scikit-learn", "fitted on train"),
+          "scikit-learn", "fitted on train", extra={"vocabulary": True}),
     Entry("word2vec", "fkstudy.text.features:word2vec", Word2VecParams,
           "Word2Vec (gensim, seeded, one worker) trained on the train split, averaged per product.",
           "gensim", "fitted on train"),
