@@ -14,7 +14,7 @@ timing). Text encoders "bert" (all-MiniLM-L6-v2) and "mpnet" (all-mpnet-base-v2)
 then encode_mean_pooled (tokenisation included) with text_features.<name>'s field / batch_size /
 max_length, on real product texts (data/interim/catalog.parquet, else the raw CSV).
 Every process is set up as a stage's (stages/_bootstrap.py): fkstudy.numerics pins the code paths, by
-default the avx512 tier, whose oneDNN cap (AVX512_CORE) leaves bfloat16 emulated; `--numerics native` (or
+default the avx2 tier, whose oneDNN cap (AVX2) leaves bfloat16 emulated; `--numerics native` (or
 FKSTUDY_NUMERICS=native) lets oneDNN use AVX512_BF16 / AMX, as a native-tier stage would.
 Each (extractor, precision) runs in its own subprocess (TensorFlow and torch never share one; peak RSS is
 per worker): one warm-up batch, then --repeats timed passes over --n items (default 64 images / 256

@@ -4,7 +4,7 @@ text_<method>.npz (the study's feature-file contract, rows in id order).
 
 Runs in this process (`scale.engine: local`) or on a Ray cluster (`ray`, at `scale.ray_address`), chunk by chunk
 (fkstudy.scale): the same bytes either way. Not in the default pipeline: `pipeline.catalog_text` lists the
-methods (README "Scaling to the catalogue").
+methods (docs/scaling.md "Scaling to the catalogue").
 """
 import _bootstrap  # noqa: F401
 

@@ -1,4 +1,4 @@
-"""A training stage against a real PostgreSQL-backed MLflow store (README "Scaling out").
+"""A training stage against a real PostgreSQL-backed MLflow store (docs/team.md).
 
 The test setup starts a throwaway PostgreSQL cluster (Debian's binaries, initdb + pg_ctl) in a temp
 dir, listening on 127.0.0.1 at a free port with password auth, creates a database, points

@@ -1,4 +1,4 @@
-"""The catalogue-scale path on a real Ray cluster of two nodes on this machine (README "Scaling to the catalogue").
+"""The catalogue-scale path on a real Ray cluster of two nodes on this machine (docs/scaling.md "Scaling to the catalogue").
 
 Setup: a head node and a second node started with `ray start` (bench/_cluster.py: free ports, one temp dir,
 token auth, stopped by pid in a finalizer), a temp git+DVC copy of the repository whose params point the

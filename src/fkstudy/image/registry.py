@@ -9,7 +9,7 @@ it can be a transfer-learning backbone (`train@`, `augment@`, `fine_tune@`, `gra
 encoder), how to run it as one: `backbone`, a `Backbone` spec. The framework is the entry's `framework`
 (keras | torch), stated there only. Adding a torch backbone = its functions (load, preprocess, feature map,
 and a one-line extractor `fkstudy.image.torch_backbone.extractor(name)`) + an entry here + its section in
-params.yaml (README "Add a representation"); the pipeline, Grad-CAM and the predictor then run it unchanged.
+params.yaml (docs/architecture.md "Add a representation"); the pipeline, Grad-CAM and the predictor then run it unchanged.
 """
 from __future__ import annotations
 

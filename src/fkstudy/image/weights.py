@@ -1,6 +1,6 @@
 """Pretrained-weight resolution (the offline fill of the weights directory is fkstudy.image.convert).
 
-Resolution order (README "Pretrained weights"; the study design's "Pretrained weights rule"):
+Resolution order (docs/pipeline.md "Pretrained weights"; the study design's "Pretrained weights rule"):
 
 1. the local weights directory (param `pretrained.dir`, default `weights/`, git-ignored);
 2. the library's standard cache (KERAS_HOME or ~/.keras/models, the torch hub checkpoints

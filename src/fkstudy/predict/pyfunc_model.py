@@ -2,7 +2,7 @@
 
 Artifacts (see `registry.ARTIFACTS`): `bundle` (models/fusion/), `weights` (the image backbone's
 weights file) and `serving` (JSON: max_pixels, n_jobs, batch_size). The fkstudy package travels in the
-model's `code/` folder, so serving it (README "Predict") and loading it with MLflow's pyfunc loader
+model's `code/` folder, so serving it (docs/serving.md) and loading it with MLflow's pyfunc loader
 work from the registry alone.
 
 One output row per input row: a bad row (both texts empty, a photo missing or not an image) gets its

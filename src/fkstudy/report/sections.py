@@ -46,7 +46,7 @@ BENCHMARKS = "docs/benchmarks.md"
 
 def cost_note(what: str) -> Para:
     """One sentence in place of a wall-clock figure: where that cost is measured."""
-    return Para(f"{what}: see the README's Benchmarks section (`{BENCHMARKS}`), measured alone on a quiet machine; "
+    return Para(f"{what}: see `{BENCHMARKS}`, measured alone on a quiet machine; "
                 "this report, which a re-run reproduces byte for byte, carries no wall-clock figure.")
 
 
@@ -61,7 +61,7 @@ def introduction(metrics: dict, glance: dict[str, str]) -> list[Block]:
                  "text + image fusion."),
             Para("Every number is read from `metrics/`, `plots/` and `reports/label_issues.csv` as written by "
                  "`dvc repro`; nothing "
-                 "is typed by hand, and none is a wall-clock time (costs are in the README's Benchmarks section, "
+                 "is typed by hand, and none is a wall-clock time (costs are in "
                  f"`{BENCHMARKS}`). Seed-study numbers and targets come from `src/fkstudy/report/reference.py`. "
                  f"Rows marked **{RANDOM_INIT}** come from models whose pretrained weights could not be obtained "
                  "here: not comparable."),

@@ -1,5 +1,5 @@
 """The catalogue-scale path: representations and batch scoring over a products CSV of any size, in this process
-or on a Ray cluster (README "Scaling to the catalogue").
+or on a Ray cluster (docs/scaling.md "Scaling to the catalogue").
 
     params     the `scale` section: catalogue file, engine (local | ray), Ray address, workers, chunk size
     catalog    the CSV cut into chunks of whole records (byte ranges, line numbers): the unit of work

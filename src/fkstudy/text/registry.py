@@ -5,7 +5,7 @@ product, already selected by the method's `field` and `input`; ctx: fkstudy.regi
 params section (`text_features.<name>` in params.yaml), the report's description, framework and
 weights source (`extra["package"]`: the pip distribution and file carrying its pretrained weights, recorded
 by the `pretrained` stage). Adding a method = its function + an entry here + its section in params.yaml
-(and its name in the `pipeline.text` and `pipeline.cluster` lists): see README "Add a representation".
+(and its name in the `pipeline.text` and `pipeline.cluster` lists): see docs/architecture.md "Add a representation".
 """
 from __future__ import annotations
 
