@@ -15,8 +15,8 @@ moot: refused). Then, on each feature set:
   - classification: logistic regression, 5-fold stratified CV on the train+val rows only (the test split
     is never read), accuracy mean ± std (this bench's protocol, run with the stages' pinned numerics);
   - seconds to extract: the stage's timing file (`extract_seconds` when it has one, else `seconds`).
-A metric is "within noise" when |bf16 - f32| <= max(std_f32, std_bf16) (the seed / fold std). The README's
-float32-vs-bfloat16 table comes from this script; params.yaml's `precision` defaults follow it.
+A metric is "within noise" when |bf16 - f32| <= max(std_f32, std_bf16) (the seed / fold std). The
+float32-vs-bfloat16 table of docs/benchmarks.md comes from this script; params.yaml's `precision` defaults follow it.
 Needs --repo's pipeline inputs: data/interim/{catalog.parquet,text.parquet,images.npz} (`dvc repro
 prep_images clean_text`) and the pretrained weights (`dvc repro pretrained`). Runs alone (bench/_bench.py).
 """
