@@ -137,11 +137,13 @@ def _declared(definition: dict) -> list[str]:
     return keys
 
 
-def stage_closures(root: str | Path) -> dict[str, set[str]]:
-    """{stage name: its code files} for every stage dvc.yaml defines (instances resolved)."""
+def stage_closures(root: str | Path, placeholders: bool = False) -> dict[str, set[str]]:
+    """{stage name: its code files} for every stage dvc.yaml defines (instances resolved). `placeholders`: a
+    group whose matrix list is empty in params.yaml (the catalogue-scale stages by default) still gets one
+    instance `<group>@_`, so its deps are generated too; without it only the stages DVC runs are named."""
     tree = Tree(Path(root).resolve())
     out = {}
-    for name, definition in resolved_stages(tree.root, placeholders=True).items():
+    for name, definition in resolved_stages(tree.root, placeholders=placeholders).items():
         script = SCRIPT.search(str(definition.get("cmd", "")))
         if script is None:
             raise SystemExit(f"dvc.yaml stage {name}: no `python stages/<x>.py` in its cmd: {definition.get('cmd')!r}")
@@ -152,7 +154,7 @@ def stage_closures(root: str | Path) -> dict[str, set[str]]:
 def group_deps(root: str | Path) -> dict[str, list[str]]:
     """{dvc.yaml stage group: sorted code deps}: the union over the group's instances."""
     groups: dict[str, set[str]] = {}
-    for name, files in stage_closures(root).items():
+    for name, files in stage_closures(root, placeholders=True).items():
         groups.setdefault(name.split("@")[0], set()).update(files)
     return {g: sorted(files, key=lambda f: (not f.startswith("stages/"), f)) for g, files in groups.items()}
 
