@@ -55,7 +55,9 @@ def champion_then_experiment(main_repo):
     # the committed pipeline on main: a `dvc repro` of register (forced: its outputs are up to date)
     run(["dvc", "repro", "-f", "-s", "register"], repo, env=env)
     first = json.loads((repo / "reports/register.json").read_text())
-    run([*GIT, "commit", "-qam", "register on main"], repo)
+    # reports/register.json (version, run id) is git-ignored: a forced register leaves git clean; commit what
+    # did change, if anything, so the experiment's baseline is this state
+    run([*GIT, "commit", "--allow-empty", "-qam", "register on main"], repo)
     # a queued experiment: its own fusion settings (never run before, so nothing comes from the run cache)
     run(["dvc", "exp", "run", "--queue", "register", "-n", EXP, "-S", "fusion.n_splits=3", "-S", "fusion.n_repeats=1"],
         repo, env=env)
@@ -87,13 +89,10 @@ def test_a_queued_experiment_registers_a_challenger_and_leaves_champion(main_rep
     assert int(exp_v.version) == first["version"] + 1
     assert exp_v.tags["dvc_exp_name"] == EXP and exp_v.tags["dvc_exp_baseline_rev"]
     assert "experiments never move 'champion'" in exp_v.tags["not_promoted_reason"]
-    # the experiment's own reports/register.json (committed in its experiment ref) says why
+    # the experiment is committed in its own ref (reports/register.json is git-ignored: per-run registry facts)
     refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], repo).stdout.split()
-    ref = [r for r in refs if r.endswith(f"/{EXP}")]
-    assert ref, refs
-    rep = json.loads(run(["git", "show", f"{ref[0]}:reports/register.json"], repo).stdout)
-    assert not rep["promoted"] and rep["dvc_exp_name"] == EXP and rep["aliases_set"] == ["challenger"]
-    assert rep["git_branch"] == "" and rep["alias_version"] == first["version"]
+    assert [r for r in refs if r.endswith(f"/{EXP}")], refs
+    assert run(["git", "check-ignore", "reports/register.json"], repo).returncode == 0
     # the workspace on main is untouched
     assert json.loads((repo / "reports/register.json").read_text())["version"] == first["version"]
 
