@@ -11,6 +11,9 @@ cache to restore from), on the real data, so every stage runs from scratch, `pre
    prefix (e.g. `fine_tune@`; none by default) run with `dvc repro --force --single-item`.
 3. `dvc repro` again: the no-op time (target <= 3 s; no stage may run).
 
+After the default run its dvc.lock is compared with the checkout's, stage by stage (`lock_vs_checkout`): a cold
+run in another directory with another cache gives the same lock entries when results reproduce (issue 18).
+
 Per stage: its wall time (from DVC's output: one "Running stage" line to the next, so DVC's hashing and lock
 writing after a stage count in it), and from the stage's own timing file (reports/timings/<stage>[/<key>].json,
 matched by the time it was written): `startup_seconds` (process start to start_stage: interpreter, imports,
@@ -63,8 +66,9 @@ def cold_copy(tmp: Path, per_class: int) -> Path:
             sys.exit(f"--per-class {per_class}: at least {SMALL_PARAMS['data.min_per_class']} "
                      "(the subset params' data.min_per_class)")
         set_params(repo, {**SMALL_PARAMS, "data.raw_dir": str(make_subset(tmp / "data", per_class))})
-    else:
-        set_params(repo, {"data.raw_dir": str(real_data_dir())})
+    else:  # linked where params.yaml expects it (as scripts/setup.sh does): the params, so dvc.lock, stay the checkout's
+        (repo / "data" / "raw").mkdir(parents=True, exist_ok=True)
+        (repo / "data" / "raw" / "flipkart").symlink_to(real_data_dir())
     git_commit_all(repo)
     (tmp / "cache").mkdir()
     subprocess.run(["dvc", "cache", "dir", "--local", str(tmp / "cache")], cwd=repo, check=True, capture_output=True)
@@ -99,6 +103,24 @@ def repro(cmd: list[str], repo: Path, env: dict, log: Path, label: str) -> tuple
     peak_time = t0 + r["peak_tree_at_s"]
     r["peak_tree_stage"] = next((row["stage"] for row in rows if row["start"] <= peak_time < row["stop"]), None)
     return r, rows
+
+
+def lock_vs_checkout(repo: Path) -> dict:
+    """The cold run's dvc.lock against the checkout's (issue 18: a run on another machine with the same code, params
+    and data must leave `git status` clean): per stage the cold run wrote, is its entry (cmd, deps, params, outs and
+    their hashes) the checkout's? Only meaningful when the checkout's lock is up to date with its code."""
+    import yaml
+
+    mine = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    theirs = (yaml.safe_load((ROOT / "dvc.lock").read_text()) or {}).get("stages", {}) \
+        if (ROOT / "dvc.lock").exists() else {}
+    differ = {}
+    for stage, entry in mine.items():
+        other = theirs.get(stage)
+        if other != entry:
+            differ[stage] = "not in the checkout's lock" if other is None else \
+                sorted(k for k in {*entry, *other} if entry.get(k) != other.get(k))
+    return {"stages": len(mine), "identical": len(mine) - len(differ), "differ": differ}
 
 
 def work_seconds(timing: dict) -> float | None:
@@ -186,6 +208,10 @@ def main() -> None:
         print(f"cold `dvc repro --force` (default pipeline, {len(rows)} stages): {first['seconds']:.0f} s  "
               f"{bench.note()}", flush=True)
         runs = {"default": first}
+        lock = lock_vs_checkout(repo) if not args.per_class and not args.targets else None
+        if lock is not None:
+            print(f"dvc.lock of the cold run vs the checkout's: {lock['identical']} of {lock['stages']} stage entries "
+                  f"identical{'' if not lock['differ'] else '; differ: ' + json.dumps(lock['differ'])}", flush=True)
         left = [s for s in optional if s not in {r["stage"] for r in rows}]  # a default stage may pull one in
         if left:
             runs["optional"], more = repro(["dvc", "repro", "--force", "--single-item", *left], repo, env,
@@ -225,6 +251,7 @@ def main() -> None:
         "peak_memory": {"tree_mb": peak["peak_tree_mb"], "tree_stage": peak["peak_tree_stage"],
                         "process_mb": max(r["peak_process_mb"] for r in runs.values()), "budget_mb": BUDGET_MB},
         "per_class": args.per_class, "targets": args.targets, "data": "subset" if args.per_class else "real",
+        "lock_vs_checkout": lock,
     }
     print_rows(rows, bench)
     pm = summary["peak_memory"]
