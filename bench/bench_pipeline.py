@@ -145,6 +145,10 @@ def attach_timings(repo: Path, rows: list[dict]) -> None:
         path = (named or mine or [None])[0]
         timing = json.loads(path.read_text()) if path else {}
         startup, work = timing.get("startup_seconds"), work_seconds(timing)
+        steps = [v for k, v in timing.items() if k.endswith("_seconds") and k != "startup_seconds"
+                 and isinstance(v, (int, float))]
+        if work is not None and steps and work > row["wall_seconds"]:
+            work = max(steps)   # nested steps: fine_tune's fit_seconds holds its views / frozen part / tune steps
         row.update(timing_file=path.relative_to(repo).as_posix() if path else None, startup_seconds=startup,
                    work_seconds=work, steps={k: v for k, v in timing.items() if k.endswith("seconds") and k != "startup_seconds"},
                    other_seconds=round(row["wall_seconds"] - (startup or 0) - (work or 0), 2) if path else None)
@@ -164,10 +168,12 @@ def print_rows(rows: list[dict], bench: _bench.Bench) -> None:
 
 
 def every_method_lists(repo: Path) -> dict:
-    """`pipeline` lists naming every registered representation (the registries of the copy), default order first."""
+    """`pipeline` lists naming every registered representation, default order first. The registries are read from
+    the installed package (this checkout's files, which the copy holds): putting the copy's src/ first on sys.path
+    made `fkstudy` the copy's package, gone with the copy when the JSON was written (an ImportError at the end of a
+    35-min run)."""
     import yaml
 
-    sys.path.insert(0, str(repo / "src"))
     from fkstudy.image.registry import IMAGE, backbones
 
     lists = yaml.safe_load((repo / "params.yaml").read_text())["pipeline"]
