@@ -123,15 +123,20 @@ def lock_vs_checkout(repo: Path) -> dict:
     return {"stages": len(mine), "identical": len(mine) - len(differ), "differ": differ}
 
 
-def work_seconds(timing: dict) -> float | None:
+def work_seconds(timing: dict, wall: float | None = None) -> float | None:
     """The stage's timed work: its `seconds`, else the sum of its `*_seconds` steps (startup and per-unit
-    rates excluded; a step named like the end of another, head_fit_seconds vs fit_seconds, is part of it)."""
+    rates excluded; a step named like the end of another, head_fit_seconds vs fit_seconds, is part of it). A sum
+    above the stage's `wall` means the steps nest (fine_tune's fit_seconds holds its views / frozen part / tune
+    steps): the largest step is the work then."""
     if isinstance(timing.get("seconds"), (int, float)):
         return float(timing["seconds"])
     steps = [k for k, v in timing.items() if k.endswith("_seconds") and k != "startup_seconds"
              and isinstance(v, (int, float))]
     steps = [k for k in steps if not any(k != o and k.endswith("_" + o) for o in steps)]
-    return round(sum(timing[k] for k in steps), 3) if steps else None
+    if not steps:
+        return None
+    work = round(sum(timing[k] for k in steps), 3)
+    return max(timing[k] for k in steps) if wall is not None and work > wall else work
 
 
 def attach_timings(repo: Path, rows: list[dict]) -> None:
@@ -144,11 +149,7 @@ def attach_timings(repo: Path, rows: list[dict]) -> None:
         named = [p for p in mine if p.relative_to(base).with_suffix("").as_posix().replace("/", "@", 1) == row["stage"]]
         path = (named or mine or [None])[0]
         timing = json.loads(path.read_text()) if path else {}
-        startup, work = timing.get("startup_seconds"), work_seconds(timing)
-        steps = [v for k, v in timing.items() if k.endswith("_seconds") and k != "startup_seconds"
-                 and isinstance(v, (int, float))]
-        if work is not None and steps and work > row["wall_seconds"]:
-            work = max(steps)   # nested steps: fine_tune's fit_seconds holds its views / frozen part / tune steps
+        startup, work = timing.get("startup_seconds"), work_seconds(timing, row["wall_seconds"])
         row.update(timing_file=path.relative_to(repo).as_posix() if path else None, startup_seconds=startup,
                    work_seconds=work, steps={k: v for k, v in timing.items() if k.endswith("seconds") and k != "startup_seconds"},
                    other_seconds=round(row["wall_seconds"] - (startup or 0) - (work or 0), 2) if path else None)
