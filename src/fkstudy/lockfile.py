@@ -61,9 +61,9 @@ def prune(root: str | Path = ".") -> dict[str, list[str]]:
     if not found:
         return found
     path = root / "dvc.lock"
-    new = without(path.read_text(encoding="utf-8"), set(found))
-    left = set(yaml.safe_load(new)["stages"])
-    if left & set(found) or len(left) != len(yaml.safe_load(path.read_text(encoding="utf-8"))["stages"]) - len(found):
+    text = path.read_text(encoding="utf-8")
+    new = without(text, set(found))
+    if set(yaml.safe_load(new)["stages"]) != set(yaml.safe_load(text)["stages"]) - set(found):
         raise RuntimeError(f"{path}: could not cut the entries of {sorted(found)} cleanly; nothing written")
     for outs in found.values():
         for rel in outs:
