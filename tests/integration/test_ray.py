@@ -10,9 +10,9 @@ whose photo is missing included) and at the cluster (scale.engine: ray). Then, t
 - a model fitted on those features is logged and registered (real MLflow, SQLite store) as champion;
 - score_catalog@champion in one process, and `python -m fkstudy predict --input` on the same file: identical
   bytes (same columns, per-row errors);
-- score_catalog@champion on Ray with one of the two workers SIGKILLed mid-job (the Ray actor process on the
-  second node, once a chunk is done and others are not): the stage succeeds, every product is scored exactly
-  once, and the file is byte-identical to the one-process run.
+- score_catalog@champion on Ray with one of the two workers SIGKILLed mid-chunk (the Ray actor process on the
+  second node, frozen as it starts a chunk, killed once the other worker has had time for the rest): Ray retries
+  the chunk, the stage succeeds, every product is scored exactly once, and the file is byte-identical to the one-process run.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 import yaml
 
@@ -167,9 +168,11 @@ def test_scoring_in_one_process_is_predict_input(repo, champion, scored_locally)
 
 
 def test_scoring_on_ray_survives_a_killed_worker(repo, cluster, scored_locally):
-    """SIGKILL the second node's Ray worker while it scores a chunk (its process title says `.submit`), once a
-    chunk is done and at least two are not: Ray restarts the actor on its node and retries the chunk there; the
-    output has every product once, byte-identical to the one-process run."""
+    """SIGKILL the second node's Ray worker in the middle of a chunk: the moment its process title says `.submit`
+    (a chunk started) it is frozen (SIGSTOP: chunks take tens of ms, so a plain kill would be a race), the other
+    worker goes on for a while (the driver, keeping chunk order, cannot finish: the frozen chunk is missing), then
+    the frozen process is SIGKILLed. Ray retries the chunk (on the other worker or on the actor it restarts: Ray's
+    choice); the output has every product once, byte-identical to the one-process run."""
     r = repo["repo"]
     set_params(r, {"scale.engine": "ray"})
     proc = subprocess.Popen(["dvc", "repro", "--single-item", "score_catalog@champion"], cwd=r,
@@ -178,16 +181,33 @@ def test_scoring_on_ray_survives_a_killed_worker(repo, cluster, scored_locally):
     state = {"done": 0, "n": None, "killed": None, "after": set()}
     stop = threading.Event()
 
-    def watch():   # kill a busy worker of node 1 mid-job, then note the node's worker processes (the restart)
-        while not stop.wait(0.2):
-            workers = cluster.worker_processes(1)
-            if state["killed"] is None:
-                busy = [p for p in workers if ".submit" in " ".join(p.cmdline())]
-                if busy and state["n"] and 1 <= state["done"] <= state["n"] - 3:
-                    busy[0].kill()
-                    state["killed"] = (busy[0].pid, state["done"])
+    def busy(p) -> bool:
+        try:
+            return ".submit" in " ".join(p.cmdline())
+        except psutil.Error:
+            return False
+
+    def watch():   # freeze a busy worker of node 1, kill it, then note the node's worker processes (the restart)
+        frozen = None
+        while not stop.is_set():
+            if frozen is None:
+                hit = [p for p in cluster.worker_processes(1) if busy(p)]
+                if hit:
+                    hit[0].suspend()
+                    if busy(hit[0]):   # still in its chunk once stopped
+                        frozen, at = hit[0], time.monotonic()
+                    else:
+                        hit[0].resume()
+                else:
+                    time.sleep(0.001)
+            elif state["killed"] is None:
+                if time.monotonic() - at >= 3.0:   # the other worker has had its chunks by now
+                    state["killed"] = (frozen.pid, state["done"])
+                    frozen.kill()
+                stop.wait(0.05)
             else:
-                state["after"].update(p.pid for p in workers)
+                state["after"].update(p.pid for p in cluster.worker_processes(1))
+                stop.wait(0.2)
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
@@ -201,12 +221,12 @@ def test_scoring_on_ray_survives_a_killed_worker(repo, cluster, scored_locally):
     watcher.join()
     text, n = "".join(log), state["n"]
     assert rc == 0, text[-4000:]
-    assert state["killed"] is not None, f"the second node's worker was never caught mid-chunk:\n{text[-3000:]}"
+    assert state["killed"] is not None, f"the second node's worker was never caught in a chunk:\n{text[-3000:]}"
     assert f"chunks {n} / {n} done" in text
     pid, done = state["killed"]
     print(f"killed worker {pid} on the second node after {done} of {n} chunks; its node's workers afterwards: "
           f"{sorted(state['after'])}")
-    assert state["after"] - {pid}, f"no Ray worker came back on the second node after killing {pid}"
+    assert done < n, "the frozen worker's chunk came back before it was killed"
     out = (r / "data/catalog/predictions_champion.csv").read_bytes()
     pred = pd.read_csv(r / "data/catalog/predictions_champion.csv", dtype=str, keep_default_na=False)
     catalog = pd.read_csv(repo["catalog"], dtype=str, keep_default_na=False)
