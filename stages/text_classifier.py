@@ -22,13 +22,15 @@ def main(argv=None) -> None:
     with tracking.run(stage.params.mlflow.experiment, stage.name, f"text_classifier-{name}",
                       {**p.model_dump(), "features": path, "seed": seed}, tags={"features": name, "modality": "text"}):
         with stage.timed(f"text_classifier {name}", "seconds"):
-            r = recipes.text_classifier(X, ids, catalog, p.head, seed, p.n_splits, p.n_repeats)
+            r = recipes.text_classifier(X, ids, catalog, p.head, seed, p.n_splits, p.n_repeats, p.targets)
         t = r["test"]
-        metrics = rounded({"set": name, "head": p.head.type, "dim": int(X.shape[1]),
+        metrics = rounded({"set": name, "head": p.head.type, "dim": int(X.shape[1]), "target": r["target"],
                            "test_accuracy": t["accuracy"], "macro_f1": t["macro_f1"], "micro_f1": t["micro_f1"],
                            "weighted_f1": t["weighted_f1"], "ari": t["ari"], "log_loss": t["log_loss"],
-                           **r["cv"], **r["fitted"].chosen, "per_class": t["per_class"]})
-        tracking.log_metrics({k: v for k, v in {**metrics, **stage.timings}.items() if k != "per_class"})
+                           **r["cv"], **r["fitted"].chosen, "per_class": t["per_class"],
+                           "cv_accuracy_by_target": {k: v["cv_accuracy"] for k, v in r["cv_by_target"].items()}})
+        tracking.log_metrics({k: v for k, v in {**metrics, **stage.timings}.items() if not isinstance(v, dict)})
+        tracking.log_metrics(metrics["cv_accuracy_by_target"], "cv_accuracy.")
         tracking.log_metrics(t["per_class"], "per_class.")
         tracking.log_model(r["fitted"].model, X[:5])
 

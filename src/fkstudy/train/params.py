@@ -71,6 +71,15 @@ class CVParams(Section):
 
 class TextClassifierParams(CVParams):
     head: HeadParams
+    # the labels the head is fitted on (fkstudy.labels.TARGETS); more than one -> chosen by CV accuracy on train+val
+    targets: list[Literal["category", "category_l2"]] = Field(default=["category"], min_length=1)
+
+    @field_validator("targets")
+    @classmethod
+    def distinct(cls, v: list) -> list:
+        if len(set(v)) != len(v):
+            raise ValueError(f"targets repeat a name: {v}")
+        return v
 
 
 class CalibrationParams(Section):
