@@ -46,7 +46,8 @@ def main() -> None:
                                     n_splits=p.n_splits, n_repeats=p.n_repeats, select_by=p.select_by)
             ev = fusion.evaluate_fusion(fit, T, t_ids, I, i_ids, catalog)
         with stage.timed("name-only head", "name_seconds"):
-            nf = name_head.fit(N, n_ids, catalog, p.head, seed, n_splits=p.n_splits, n_repeats=p.n_repeats)
+            nf = name_head.fit(N, n_ids, catalog, p.head, seed, n_splits=p.n_splits, n_repeats=p.n_repeats,
+                               targets=p.name_targets)
             n_ev = name_head.evaluate(nf, fit.heads["text"].model, N, n_ids, catalog)
         calibration, cal_tables = calibrate(fit, ev, p.calibration.target_accuracy, p.calibration.bins, name=(nf, n_ev))
         # "fusion beats the best single modality": the single one chosen by CV (not on test), McNemar on test

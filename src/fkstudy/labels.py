@@ -59,6 +59,16 @@ def rollup(proba, classes) -> tuple[np.ndarray, np.ndarray]:
     return out, tops
 
 
+def top_classes(classes) -> list:
+    """The top-level classes a model fitted on `classes` answers in (`rollup`'s column order)."""
+    return list(rollup(np.zeros((0, len(classes))), classes)[1])
+
+
+def proba_top(model, X) -> np.ndarray:
+    """A fitted classifier's probabilities at the top level (columns in `top_classes(model.classes_)` order)."""
+    return rollup(model.predict_proba(X), model.classes_)[0]
+
+
 def predict_top(model, X) -> np.ndarray:
     """Top-level predictions of a fitted classifier (`model.predict` for a top-level model: unchanged)."""
     if is_flat(model.classes_):

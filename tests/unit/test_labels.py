@@ -87,3 +87,26 @@ def test_the_target_is_chosen_by_cv_and_no_test_tree_reaches_a_fit(monkeypatch, 
     assert set(r["confusion"]["predicted"]) <= {"A", "B"} and r["test"]["n"] == len(test_ids)
     assert set(r["fitted"].model.classes_) == ({"A >> a1", "A >> a2", "B >> b1", "B >> b2"} if expected ==
                                                "category_l2" else {"A", "B"})
+
+
+def test_the_name_head_serves_the_target_its_cv_chose_and_reads_it_at_the_top_level(monkeypatch):
+    from fkstudy.train import name_head
+
+    w = tree_world(sub_signal=True)
+    looked_up = []
+    real = name_head.fit_labels
+    monkeypatch.setattr(name_head, "fit_labels", lambda c, ids, t: looked_up.append(np.asarray(ids)) or real(c, ids, t))
+    nf = name_head.fit(w["X"], w["ids"], w["catalog"], LOGREG, 0, n_splits=3, n_repeats=1,
+                       targets=("category", "category_l2"))
+    assert nf.target == "category_l2" and nf.cv_by_target["category_l2"] > 0.9 > 0.7 > nf.cv_by_target["category"]
+    assert len(nf.head.model.classes_) == 4 and nf.oof.shape == (len(nf.y), 2)   # served fine, read at the top
+    np.testing.assert_allclose(nf.oof.sum(axis=1), 1.0)
+    test_ids = set(w["catalog"].loc[w["catalog"]["split"] == "test", "id"])
+    assert looked_up and not test_ids & set(np.concatenate(looked_up))
+    # one target listed: the head it always was (top-level classes)
+    flat = name_head.fit(w["X"], w["ids"], w["catalog"], LOGREG, 0, n_splits=3, n_repeats=1)
+    assert flat.target == "category" and list(flat.head.model.classes_) == ["A", "B"]
+    ev = name_head.evaluate(nf, flat.head.model, w["X"], w["ids"], w["catalog"])   # beside it: a top-level head
+    assert ev["proba"].shape == (len(test_ids), 2) and ev["test"]["accuracy"] > 0.9
+    s = name_head.summary(nf, ev, "toy")
+    assert s["target"] == "category_l2" and set(s["cv_accuracy_by_target"]) == {"category", "category_l2"}

@@ -50,11 +50,11 @@ def _fit(seed=0):
 
 
 def make_bundle(directory: Path, selected: dict, text=TEXT_CFG, image=IMAGE_CFG, calibration=None,
-                name_head: bool = False) -> Path:
+                name_head: bool = False, name_model=None) -> Path:
     """A bundle of heads fitted on generated features; `name_head`: plus a name-only head (a refit of the text
-    head on other generated data stands in for one fitted on name-only embeddings)."""
+    head on other generated data stands in for one fitted on name-only embeddings, or `name_model`)."""
     fit = _fit()
-    models = {**fit.models, "name": _fit(seed=1).models["text"]} if name_head else fit.models
+    models = {**fit.models, "name": name_model or _fit(seed=1).models["text"]} if name_head else fit.models
     name = {"set": "bert_name", "params": {**text["params"], "field": "name"}} if name_head else None
     save_bundle(directory, models, {"classes": fit.classes, "selected": selected, "select_by": "cv",
                                     "scores": {"cv_accuracy": 0.9, "val_accuracy": 0.9, "test_accuracy": 0.9},
@@ -194,6 +194,28 @@ def test_a_name_alone_goes_to_the_name_head_with_its_own_calibration(tmp_path, f
     bad = {**p.bundle.config, "name": {"set": "bert_name", "params": {**TEXT_CFG["params"], "max_length": 8}}}
     with pytest.raises(UnservableError, match="name head"):
         check_servable(bad)
+
+
+def test_a_name_head_fitted_on_sub_categories_is_served_at_the_top_level(tmp_path, fake_encoders):
+    """fusion.name_targets may serve a head fitted on the category tree's level 2 ("<top> >> <sub>"): the bundle
+    accepts it (its classes roll up to the bundle's) and a name-only product gets the summed probabilities."""
+    from fkstudy import labels
+    from fkstudy.train import heads
+
+    rng = np.random.default_rng(3)
+    fine = np.array([f"{c} >> {s}" for c in CLASSES for s in ("one", "two")] * 6)
+    X = rng.normal(size=(len(fine), TEXT_DIM)) + 3 * np.eye(len(set(fine)))[np.unique(fine, return_inverse=True)[1]] \
+        @ rng.normal(size=(len(set(fine)), TEXT_DIM))
+    name_model = heads.fit_head(X, fine, X[:8], fine[:8], LOGREG, 0).model
+    p = Predictor.from_paths(make_bundle(tmp_path / "fine", GEO, name_head=True, name_model=name_model), tmp_path)
+    assert len(p.bundle.models["name"].classes_) == 2 * len(CLASSES)
+    frame = pd.DataFrame({"name": ["Analog watch"], "description": [""], "image": [None]})
+    P = p.predict_proba(frame)[0]
+    T = fake_text(p, ["Analog watch"], [""])
+    summed, tops = labels.rollup(name_model.predict_proba(T), name_model.classes_)
+    assert list(tops) == CLASSES and P.shape == (1, len(CLASSES))
+    np.testing.assert_allclose(P[0], summed[0])
+    assert p.predict(frame).loc[0, "modality"] == "name"
 
 
 def test_a_text_only_model_ignores_the_photo_and_says_so(tmp_path, fake_encoders):

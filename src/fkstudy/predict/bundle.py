@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .. import files
 from ..errors import StudyError
+from ..labels import top_classes
 
 BUNDLE_FILE = "fusion.json"
 FORMAT = 1
@@ -137,6 +138,6 @@ def load_bundle(directory: str | Path, hint: str = "run the fusion stage (`dvc r
         if _sha256(path) != entry["sha256"]:
             raise BundleError(f"{path}: sha256 differs from the one recorded in {BUNDLE_FILE} (file altered); {hint}")
         models[name] = load_skops(path)
-        if list(models[name].classes_) != list(config["classes"]):
+        if top_classes(models[name].classes_) != list(config["classes"]):   # a sub-category head answers its tops
             raise BundleError(f"{path}: classes {list(models[name].classes_)} differ from {config['classes']}")
     return Bundle(config, models, directory)

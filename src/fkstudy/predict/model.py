@@ -28,6 +28,7 @@ import pandas as pd
 
 from ..errors import StudyError
 from ..fusion_rules import expected_params, fusion_proba
+from ..labels import proba_top
 from .bundle import Bundle, load_bundle
 from .encoders import TRANSFORMERS, ImageEncoder, TextEncoder, UnservableError, encoder_of  # noqa: F401
 
@@ -239,7 +240,7 @@ class Predictor:
         by_name = [i for i, r in enumerate(ok) if "name" in models and r not in images and
                    x.at[r, "name"] and not x.at[r, "description"]]
         if by_name:
-            P_ok[by_name] = self.calibrated(models["name"].predict_proba(T[by_name]), "name")
+            P_ok[by_name] = self.calibrated(proba_top(models["name"], T[by_name]), "name")  # a sub-category head: summed
         with_image = [i for i, r in enumerate(ok) if r in images]
         if with_image:
             I = self.image_features(np.stack([images[ok[i]] for i in with_image]))

@@ -60,8 +60,10 @@ def _name_only(metrics: dict) -> str:
     head = (metrics["fusion"].get("name_only") or {}) if metrics.get("fusion") else {}
     how = ""
     if reg.get("name_only_answered_by") == "name" and not missing(head.get("text_head_test_accuracy")):
-        how = (f": the name head answers (a head on name-only embeddings, C picked on val, refitted on train+val; "
-               f"the full-text head would give {pct(head['text_head_test_accuracy'])} on them)")
+        level = ("fitted on the category tree's level 2 and read at the top level, chosen over the top level by CV "
+                 "on train+val, " if head.get("target") == "category_l2" else "")
+        how = (f": the name head answers (a head on name-only embeddings, {level}C picked on val, refitted on "
+               f"train+val; the full-text head would give {pct(head['text_head_test_accuracy'])} on them)")
     conf = reg.get("name_only_confident_share")
     if not missing(conf):
         how += (f"; it answers {pct(conf)} of them confidently, right on "

@@ -19,6 +19,7 @@ from ..data.splits import assert_no_test, common_ids
 from ..evaluate.metrics import scores
 from ..files import align
 from ..fusion_rules import expected_params
+from ..labels import fit_labels, proba_top, top_classes
 from . import heads
 from .cv import fixed, repeated_cv
 
@@ -31,10 +32,12 @@ class NameFit:
     head: a title carries little, so every labelled non-test product counts)."""
     head: heads.Fitted         # the served head, fitted on train+val; `chosen` from the train-only fit
     folds: pd.DataFrame        # fold, model ("name"), accuracy, macro_f1, log_loss (train+val CV)
-    oof: np.ndarray            # out-of-fold probabilities of train+val (first CV repeat), model class order
-    y: np.ndarray              # the train+val labels in `oof`'s row order
+    oof: np.ndarray            # out-of-fold probabilities of train+val (first CV repeat), top-level class order
+    y: np.ndarray              # the train+val top-level labels in `oof`'s row order
     ids_train: np.ndarray
     ids_val: np.ndarray
+    target: str = "category"   # the labels the head is fitted on (fkstudy.labels), chosen by CV accuracy
+    cv_by_target: dict | None = None   # target -> its CV accuracy on train+val
 
 
 def check_set(text_set: str, t_meta: dict, name_set: str, n_meta: dict) -> dict:
@@ -55,10 +58,12 @@ def check_set(text_set: str, t_meta: dict, name_set: str, n_meta: dict) -> dict:
 
 
 def fit(name_X, name_ids, catalog: pd.DataFrame, cfg: heads.HeadParams, seed: int, *, n_splits: int = 5,
-        n_repeats: int = 2) -> NameFit:
+        n_repeats: int = 2, targets=("category",)) -> NameFit:
     """Like `fusion.fit_fusion` for one head on name-only features: train rows fitted, val picks C, repeated
-    stratified CV over train+val with C frozen, then the served head refitted on train+val with C frozen.
-    Never holds a test row."""
+    stratified CV over train+val with C frozen, then the served head refitted on train+val with C frozen. With
+    more than one of `targets` (fkstudy.labels: the top-level category, the category tree's level 2 read at the
+    top level) each is fitted and cross-validated that way, and the one with the better CV accuracy is served
+    (ties: the first listed). Never holds a test row."""
     ids = common_ids(catalog, name_ids)
     by_id = catalog.set_index("id")
     ids = ids[by_id.loc[ids, "split"].isin(("train", "val")).to_numpy()]
@@ -67,16 +72,24 @@ def fit(name_X, name_ids, catalog: pd.DataFrame, cfg: heads.HeadParams, seed: in
     N, y, split = align(name_X, name_ids, ids).astype(np.float64), cat["category"].to_numpy(), cat["split"].to_numpy()
     tr, va = split == "train", split == "val"
     assert_no_test(ids[tr], catalog, ("train",))
-    chosen = heads.fit_head(N[tr], y[tr], N[va], y[va], cfg, seed)
-    classes = list(chosen.model.classes_)
+    tried = {}
+    for target in targets:
+        y_fit = y if target == "category" else fit_labels(catalog, ids, target)
+        chosen = heads.fit_head(N[tr], y_fit[tr], N[va], y_fit[va], cfg, seed)
+        classes = top_classes(chosen.model.classes_)
 
-    def fit_predict(a, b):
-        fold_head = heads.fit_head(N[a], y[a], N[b], y[b], fixed(cfg, chosen), seed)
-        return classes, {"name": fold_head.model.predict_proba(N[b])}
+        def fit_predict(a, b, y_fit=y_fit, chosen=chosen, classes=classes):
+            fold_head = heads.fit_head(N[a], y_fit[a], N[b], y_fit[b], fixed(cfg, chosen), seed)
+            return classes, {"name": proba_top(fold_head.model, N[b])}
 
-    folds, oof = repeated_cv(y, fit_predict, n_splits=n_splits, n_repeats=n_repeats, seed=seed)
-    served = heads.fit_head(N, y, N[va], y[va], fixed(cfg, chosen), seed)   # train+val, C fixed: val picks nothing
-    return NameFit(heads.Fitted(served.model, chosen.curve, chosen.chosen), folds, oof["name"], y, ids[tr], ids[va])
+        folds, oof = repeated_cv(y, fit_predict, n_splits=n_splits, n_repeats=n_repeats, seed=seed)
+        tried[target] = (y_fit, chosen, folds, oof["name"], float(folds["accuracy"].mean()))
+    order = list(targets)
+    target = max(order, key=lambda t: (round(tried[t][4], 10), -order.index(t)))
+    y_fit, chosen, folds, oof, _ = tried[target]
+    served = heads.fit_head(N, y_fit, N[va], y_fit[va], fixed(cfg, chosen), seed)   # train+val, C fixed
+    return NameFit(heads.Fitted(served.model, chosen.curve, chosen.chosen), folds, oof, y, ids[tr], ids[va],
+                   target, {t: tried[t][4] for t in order})
 
 
 def evaluate(nf: NameFit, text_model, name_X, name_ids, catalog: pd.DataFrame) -> dict:
@@ -86,8 +99,8 @@ def evaluate(nf: NameFit, text_model, name_X, name_ids, catalog: pd.DataFrame) -
     ids = ids[catalog.set_index("id").loc[ids, "split"].to_numpy() == "test"]
     y, N = catalog.set_index("id").loc[ids, "category"].to_numpy(), align(name_X, name_ids, ids).astype(np.float64)
     classes = sorted(catalog["category"].unique())
-    model_classes = list(nf.head.model.classes_)
-    proba = nf.head.model.predict_proba(N)
+    model_classes = top_classes(nf.head.model.classes_)
+    proba = proba_top(nf.head.model, N)
     return {"ids_test": ids, "y_test": y, "proba": proba, "test": scores(y, proba, model_classes, classes),
             "text_head_test": scores(y, text_model.predict_proba(N), list(text_model.classes_), classes,
                                      per_class=False)}
@@ -96,6 +109,7 @@ def evaluate(nf: NameFit, text_model, name_X, name_ids, catalog: pd.DataFrame) -
 def summary(nf: NameFit, ev: dict, name_set: str) -> dict:
     f = nf.folds
     return {"set": name_set, "n_train": int(len(nf.ids_train)), "n_val": int(len(nf.ids_val)),
+            "target": nf.target, "cv_accuracy_by_target": nf.cv_by_target or {},
             **{k.lower(): v for k, v in nf.head.chosen.items() if k != "val_accuracy"},
             "val_accuracy": nf.head.chosen.get("val_accuracy"),
             "cv_accuracy": float(f["accuracy"].mean()), "cv_accuracy_std": float(f["accuracy"].std(ddof=1)),

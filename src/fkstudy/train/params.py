@@ -69,17 +69,21 @@ class CVParams(Section):
     n_repeats: int = Field(ge=1, le=20)
 
 
+# the labels a head is fitted on (fkstudy.labels.TARGETS); more than one -> chosen by CV accuracy on train+val
+Targets = Annotated[list[Literal["category", "category_l2"]], Field(min_length=1)]
+
+
+def _distinct(v: list) -> list:
+    if len(set(v)) != len(v):
+        raise ValueError(f"targets repeat a name: {v}")
+    return v
+
+
 class TextClassifierParams(CVParams):
     head: HeadParams
-    # the labels the head is fitted on (fkstudy.labels.TARGETS); more than one -> chosen by CV accuracy on train+val
-    targets: list[Literal["category", "category_l2"]] = Field(default=["category"], min_length=1)
+    targets: Targets = ["category"]
 
-    @field_validator("targets")
-    @classmethod
-    def distinct(cls, v: list) -> list:
-        if len(set(v)) != len(v):
-            raise ValueError(f"targets repeat a name: {v}")
-        return v
+    _targets = field_validator("targets")(_distinct)
 
 
 class CalibrationParams(Section):
@@ -111,6 +115,9 @@ class FusionParams(CVParams, NamesFeatureSets):
     select_by: Literal["cv", "val"]
     head: HeadParams
     calibration: CalibrationParams
+    name_targets: Targets = ["category"]            # the name head's labels: top level / tree level 2, chosen by CV
+
+    _name_targets = field_validator("name_targets")(_distinct)
 
 
 class RegisterParams(Section):
