@@ -42,8 +42,9 @@ def main() -> None:
                       {**p.model_dump(), "seed": seed},
                       tags={"text_set": p.text_set, "image_set": p.image_set, "weights": image_weights}):
         with stage.timed("fusion", "seconds"):
-            fit = fusion.fit_fusion(T, t_ids, I, i_ids, catalog, p.head, seed, modes=p.modes, weights=p.text_weights,
-                                    n_splits=p.n_splits, n_repeats=p.n_repeats, select_by=p.select_by)
+            fit, by_target = fusion.fit_fusion_targets(T, t_ids, I, i_ids, catalog, p.head, seed, modes=p.modes,
+                                                       weights=p.text_weights, n_splits=p.n_splits,
+                                                       n_repeats=p.n_repeats, select_by=p.select_by, targets=p.targets)
             ev = fusion.evaluate_fusion(fit, T, t_ids, I, i_ids, catalog)
         with stage.timed("name-only head", "name_seconds"):
             nf = name_head.fit(N, n_ids, catalog, p.head, seed, n_splits=p.n_splits, n_repeats=p.n_repeats,
@@ -54,7 +55,8 @@ def main() -> None:
         single = max(fusion_rules.SINGLE, key=lambda n: fit.candidates.set_index("name").loc[n, f"{fit.select_by}_accuracy"])
         paired = {"single": single, **mcnemar(ev["y_test"], ev["pred"][fit.selected["name"]], ev["pred"][single])}
         metrics = rounded({"text_set": p.text_set, "image_set": p.image_set, "image_weights": image_weights,
-                           "head": p.head.type, **fusion_report.summary(fit, ev),
+                           "head": p.head.type, "target": fit.target,
+                           f"{fit.select_by}_accuracy_by_target": by_target, **fusion_report.summary(fit, ev),
                            "name_only": name_head.summary(nf, n_ev, p.name_set), "calibration": calibration,
                            "fusion_vs_best_single": paired})
         tracking.log_metrics({k: v for k, v in metrics.items() if not k.endswith("per_class")})  # nested: flattened

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .labels import proba_top, top_classes
+
 PROBA_RULES = ("average_proba", "geometric_proba")
 MODES = ("concat",) + PROBA_RULES          # the fused modes besides a modality alone
 SINGLE = ("text", "image")
@@ -54,15 +56,16 @@ def concat_features(T, I) -> np.ndarray:
 
 
 def head_probas(models: dict, T, I, names=None) -> dict:
-    """{head name: P [n, k]} for the fitted sklearn pipelines `models` (text / image / concat)."""
+    """{head name: P [n, k]} for the fitted sklearn pipelines `models` (text / image / concat), at the top level:
+    a head fitted on sub-categories has its columns summed per top category (fkstudy.labels)."""
     out, classes = {}, None
     for name in names or models:
         X = T if name == "text" else I if name == "image" else concat_features(T, I)
         m = models[name]
-        out[name] = m.predict_proba(np.asarray(X, dtype=np.float64))
-        if classes is not None and list(m.classes_) != classes:
-            raise ValueError(f"fusion head {name!r} has classes {list(m.classes_)}, the others {classes}")
-        classes = list(m.classes_)
+        out[name] = proba_top(m, np.asarray(X, dtype=np.float64))
+        if classes is not None and top_classes(m.classes_) != classes:
+            raise ValueError(f"fusion head {name!r} has classes {top_classes(m.classes_)}, the others {classes}")
+        classes = top_classes(m.classes_)
     return out
 
 

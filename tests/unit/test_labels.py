@@ -110,3 +110,23 @@ def test_the_name_head_serves_the_target_its_cv_chose_and_reads_it_at_the_top_le
     assert ev["proba"].shape == (len(test_ids), 2) and ev["test"]["accuracy"] > 0.9
     s = name_head.summary(nf, ev, "toy")
     assert s["target"] == "category_l2" and set(s["cv_accuracy_by_target"]) == {"category", "category_l2"}
+
+
+def test_fusion_keeps_the_target_whose_selected_candidate_cross_validates_best(monkeypatch):
+    from fkstudy.train import fusion
+
+    w = tree_world(sub_signal=True)
+    rng = np.random.default_rng(1)
+    image = rng.normal(size=(len(w["ids"]), 3)).astype(np.float32)          # a photo that says nothing
+    looked_up = []
+    real = fusion.fit_labels
+    monkeypatch.setattr(fusion, "fit_labels", lambda c, ids, t: looked_up.append(np.asarray(ids)) or real(c, ids, t))
+    fit, by_target = fusion.fit_fusion_targets(w["X"], w["ids"], image, w["ids"], w["catalog"], LOGREG, 0,
+                                               modes=["geometric_proba"], weights=[0.5], n_splits=3, n_repeats=1,
+                                               targets=("category", "category_l2"))
+    assert fit.target == "category_l2" and by_target["category_l2"] > 0.9 > 0.7 > by_target["category"], by_target
+    assert len(fit.heads["text"].model.classes_) == 4 and fit.oof[fit.selected["name"]].shape[1] == 2
+    test_ids = set(w["catalog"].loc[w["catalog"]["split"] == "test", "id"])
+    assert looked_up and not test_ids & set(np.concatenate(looked_up))
+    ev = fusion.evaluate_fusion(fit, w["X"], w["ids"], image, w["ids"], w["catalog"])
+    assert set(ev["pred"][fit.selected["name"]]) <= {"A", "B"} and ev["test"][fit.selected["name"]]["accuracy"] > 0.9

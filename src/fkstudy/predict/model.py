@@ -235,7 +235,7 @@ class Predictor:
         if not ok:
             return P, modality, note, error
         T = self.text_features(x["name"].iloc[ok].tolist(), x["description"].iloc[ok].tolist())
-        P_ok = self.calibrated(models["text"].predict_proba(T), "text")
+        P_ok = self.calibrated(proba_top(models["text"], T), "text")
         # a name alone (no description, no photo): the head fitted on name-only embeddings, when the bundle has one
         by_name = [i for i, r in enumerate(ok) if "name" in models and r not in images and
                    x.at[r, "name"] and not x.at[r, "description"]]

@@ -25,6 +25,9 @@ def _model(metrics: dict) -> str:
     fu, reg = metrics["fusion"], metrics.get("register") or {}
     sel, mode, w = selected_fusion(fu), fu.get("fusion_mode"), fu.get("fusion_text_weight")
     chosen = f"chosen by {fu.get('select_by', '?')} accuracy on train+val, never on test"
+    if fu.get("target") == "category_l2":
+        chosen += (", its heads fitted on the category tree's level 2 and read at the top level (chosen over the top "
+                   "level the same way)")
     if mode in ("text", "image"):  # a single modality won the selection
         what = f"the {mode} head alone ({fu.get(f'{mode}_set', '?')}): no fusion beat it, {chosen}"
     else:

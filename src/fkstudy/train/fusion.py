@@ -27,6 +27,7 @@ from ..data.splits import assert_no_test, common_ids
 from ..evaluate.metrics import scores
 from ..files import align
 from ..fusion_rules import MODES, PROBA_RULES, candidate_proba, head_probas
+from ..labels import fit_labels, top_classes
 from . import heads
 from .cv import FOLD_COLUMNS, fixed, fold_scores, repeated_cv
 from .fusion_heads import fit_heads
@@ -63,6 +64,7 @@ class FusionFit:
     ids_val: np.ndarray
     oof: dict | None = None    # candidate name -> out-of-fold probabilities of train+val (first CV repeat)
     y: np.ndarray | None = None  # the train+val labels, in `oof`'s row order
+    target: str = "category"   # the labels the heads were fitted on (fkstudy.labels)
 
     @property
     def models(self) -> dict:
@@ -72,11 +74,13 @@ class FusionFit:
 def fit_fusion(text_X, text_ids, image_X, image_ids, catalog: pd.DataFrame, cfg: heads.HeadParams, seed: int, *,
                modes=("concat", "average_proba", "geometric_proba"),
                weights=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-               n_splits: int = 5, n_repeats: int = 2, select_by: str = "cv") -> FusionFit:
+               n_splits: int = 5, n_repeats: int = 2, select_by: str = "cv", target: str = "category") -> FusionFit:
     """Fit the heads on train (val picks C / stops the MLP), score every candidate on val and by
     repeated stratified K-fold CV over train+val (the val-chosen hyper-parameters refitted per fold),
     and select one: highest `select_by` accuracy, ties -> lower log loss, then the earlier candidate
     (single modalities first). Only ids present in both files and in the train/val splits are used.
+    The heads are fitted on the `target` labels (fkstudy.labels: the top level, or the category tree's level 2
+    read at the top level); every score is a top-level one.
     """
     if select_by not in SELECT_BY:
         raise ValueError(f"select_by must be one of {SELECT_BY}, got {select_by!r}")
@@ -94,36 +98,54 @@ def fit_fusion(text_X, text_ids, image_X, image_ids, catalog: pd.DataFrame, cfg:
     assert_no_test(ids[tr], catalog, ("train",))
     assert_no_test(ids[va], catalog, ("val",))
     classes = sorted(catalog["category"].unique())
+    y_fit = y if target == "category" else fit_labels(catalog, ids, target)
 
     names = ["text", "image"] + (["concat"] if any(c["mode"] == "concat" for c in cands) else [])
-    fitted = fit_heads(T[tr], I[tr], y[tr], T[va], I[va], y[va], {n: cfg for n in names}, seed)
+    fitted = fit_heads(T[tr], I[tr], y_fit[tr], T[va], I[va], y_fit[va], {n: cfg for n in names}, seed)
     val_p = head_probas({k: f.model for k, f in fitted.items()}, T[va], I[va])
-    model_classes = list(fitted["text"].model.classes_)
+    model_classes = top_classes(fitted["text"].model.classes_)
     rows = []
     for c in cands:
         s = fold_scores(y[va], candidate_proba(c, val_p), model_classes)
         rows.append({**c, "val_accuracy": s["accuracy"], "val_macro_f1": s["macro_f1"], "val_log_loss": s["log_loss"]})
     table = pd.DataFrame(rows)
 
-    folds, oof = _cv(T, I, y, fitted, cfg, cands, seed, n_splits, n_repeats, model_classes) if n_repeats > 0 else \
-        (pd.DataFrame(columns=FOLD_COLUMNS), None)
+    folds, oof = _cv(T, I, y, y_fit, fitted, cfg, cands, seed, n_splits, n_repeats, model_classes) \
+        if n_repeats > 0 else (pd.DataFrame(columns=FOLD_COLUMNS), None)
     if len(folds):
         g = folds.groupby("model", sort=False)
         cv = pd.DataFrame({"cv_accuracy": g["accuracy"].mean(), "cv_accuracy_std": g["accuracy"].std(ddof=1),
                            "cv_macro_f1": g["macro_f1"].mean(), "cv_log_loss": g["log_loss"].mean()})
         table = table.join(cv, on="name")
     selected = select(table, select_by)
-    return FusionFit(fitted, table, selected, folds, classes, select_by, ids[tr], ids[va], oof, y)
+    return FusionFit(fitted, table, selected, folds, classes, select_by, ids[tr], ids[va], oof, y, target)
 
 
-def _cv(T, I, y, fitted: dict, cfg: heads.HeadParams, cands: list, seed: int, n_splits: int, n_repeats: int,
-        model_classes) -> tuple[pd.DataFrame, dict]:
-    """Per-fold scores of every candidate (its heads refitted on the other folds with the val-chosen C), and
-    each candidate's out-of-fold probabilities of the first repeat (cv.repeated_cv)."""
+def fit_fusion_targets(*args, targets=("category",), **kwargs) -> tuple[FusionFit, dict]:
+    """`fit_fusion` once per target; kept: the fit whose selected candidate has the best `select_by` accuracy
+    (ties: lower log loss, then the first target listed). Returns (that fit, {target: its selected candidate's
+    select_by accuracy})."""
+    fits = {t: fit_fusion(*args, target=t, **kwargs) for t in targets}
+
+    def key(t):
+        f = fits[t]
+        row = f.candidates.set_index("name").loc[f.selected["name"]]
+        return (-round(float(row[f"{f.select_by}_accuracy"]), 10), round(float(row[f"{f.select_by}_log_loss"]), 10),
+                list(targets).index(t))
+
+    best = min(fits, key=key)
+    return fits[best], {t: -key(t)[0] for t in targets}
+
+
+def _cv(T, I, y, y_fit, fitted: dict, cfg: heads.HeadParams, cands: list, seed: int, n_splits: int,
+        n_repeats: int, model_classes) -> tuple[pd.DataFrame, dict]:
+    """Per-fold scores of every candidate (its heads refitted on the other folds' `y_fit` labels with the
+    val-chosen C; folds stratified and scored on the top-level `y`), and each candidate's out-of-fold
+    probabilities of the first repeat (cv.repeated_cv)."""
     cfgs = {name: fixed(cfg, f) for name, f in fitted.items()}
 
     def fit_predict(a, b):
-        fold_heads = fit_heads(T[a], I[a], y[a], T[b], I[b], y[b], cfgs, seed)
+        fold_heads = fit_heads(T[a], I[a], y_fit[a], T[b], I[b], y_fit[b], cfgs, seed)
         probas = head_probas({k: f.model for k, f in fold_heads.items()}, T[b], I[b])
         return model_classes, {c["name"]: candidate_proba(c, probas) for c in cands}
 
@@ -153,7 +175,7 @@ def evaluate_fusion(fit: FusionFit, text_X, text_ids, image_X, image_ids, catalo
     ids = ids[catalog.set_index("id").loc[ids, "split"].to_numpy() == "test"]
     y = catalog.set_index("id").loc[ids, "category"].to_numpy()
     probas = head_probas(fit.models, align(text_X, text_ids, ids), align(image_X, image_ids, ids))
-    model_classes = np.asarray(fit.heads["text"].model.classes_)
+    model_classes = np.asarray(top_classes(fit.heads["text"].model.classes_))
     test, pred, proba = {}, {}, {}
     for c in fit.candidates[["name", "mode", "text_weight"]].to_dict("records"):
         p = proba[c["name"]] = candidate_proba(c, probas)

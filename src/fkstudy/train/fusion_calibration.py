@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..labels import top_classes
 from .fusion import FusionFit
 
 
@@ -17,7 +18,7 @@ def calibrate(fit: FusionFit, ev: dict, target_accuracy: float, bins: int, name:
     Returns ({"selected"|"text"|"name": metrics}, {"selected"|"text"|"name": tables})."""
     from ..evaluate.calibration import calibrate as calibrate_proba
 
-    model_classes = list(fit.heads["text"].model.classes_)
+    model_classes = top_classes(fit.heads["text"].model.classes_)
 
     def index(labels):
         return np.array([model_classes.index(c) for c in labels])

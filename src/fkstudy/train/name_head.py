@@ -102,7 +102,7 @@ def evaluate(nf: NameFit, text_model, name_X, name_ids, catalog: pd.DataFrame) -
     model_classes = top_classes(nf.head.model.classes_)
     proba = proba_top(nf.head.model, N)
     return {"ids_test": ids, "y_test": y, "proba": proba, "test": scores(y, proba, model_classes, classes),
-            "text_head_test": scores(y, text_model.predict_proba(N), list(text_model.classes_), classes,
+            "text_head_test": scores(y, proba_top(text_model, N), top_classes(text_model.classes_), classes,
                                      per_class=False)}
 
 

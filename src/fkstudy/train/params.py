@@ -115,9 +115,10 @@ class FusionParams(CVParams, NamesFeatureSets):
     select_by: Literal["cv", "val"]
     head: HeadParams
     calibration: CalibrationParams
+    targets: Targets = ["category"]                 # the heads' labels: top level / tree level 2, chosen by select_by
     name_targets: Targets = ["category"]            # the name head's labels: top level / tree level 2, chosen by CV
 
-    _name_targets = field_validator("name_targets")(_distinct)
+    _targets = field_validator("targets", "name_targets")(_distinct)
 
 
 class RegisterParams(Section):
