@@ -29,8 +29,7 @@ def main(argv=None) -> None:
                            "weighted_f1": t["weighted_f1"], "ari": t["ari"], "log_loss": t["log_loss"],
                            **r["cv"], **r["fitted"].chosen, "per_class": t["per_class"],
                            "cv_accuracy_by_target": {k: v["cv_accuracy"] for k, v in r["cv_by_target"].items()}})
-        tracking.log_metrics({k: v for k, v in {**metrics, **stage.timings}.items() if not isinstance(v, dict)})
-        tracking.log_metrics(metrics["cv_accuracy_by_target"], "cv_accuracy.")
+        tracking.log_metrics({k: v for k, v in {**metrics, **stage.timings}.items() if k != "per_class"})  # flattened
         tracking.log_metrics(t["per_class"], "per_class.")
         tracking.log_model(r["fitted"].model, X[:5])
 

@@ -69,6 +69,12 @@ def proba_top(model, X) -> np.ndarray:
     return rollup(model.predict_proba(X), model.classes_)[0]
 
 
+def best_target(scores: dict) -> str:
+    """The target whose score is highest (a number, or a tuple compared in order); ties go to the first listed."""
+    order = list(scores)
+    return max(order, key=lambda t: (scores[t], -order.index(t)))
+
+
 def predict_top(model, X) -> np.ndarray:
     """Top-level predictions of a fitted classifier (`model.predict` for a top-level model: unchanged)."""
     if is_flat(model.classes_):

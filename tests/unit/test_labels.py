@@ -130,3 +130,10 @@ def test_fusion_keeps_the_target_whose_selected_candidate_cross_validates_best(m
     assert looked_up and not test_ids & set(np.concatenate(looked_up))
     ev = fusion.evaluate_fusion(fit, w["X"], w["ids"], image, w["ids"], w["catalog"])
     assert set(ev["pred"][fit.selected["name"]]) <= {"A", "B"} and ev["test"][fit.selected["name"]]["accuracy"] > 0.9
+
+
+def test_best_target_takes_the_highest_score_and_ties_go_to_the_first_listed():
+    assert labels.best_target({"category": 0.9, "category_l2": 0.91}) == "category_l2"
+    assert labels.best_target({"category": 0.9, "category_l2": 0.9}) == "category"
+    assert labels.best_target({"category_l2": 0.9, "category": 0.9}) == "category_l2"
+    assert labels.best_target({"category": (0.9, -0.3), "category_l2": (0.9, -0.2)}) == "category_l2"  # lower loss

@@ -27,7 +27,7 @@ from ..data.splits import assert_no_test, common_ids
 from ..evaluate.metrics import scores
 from ..files import align
 from ..fusion_rules import MODES, PROBA_RULES, candidate_proba, head_probas
-from ..labels import fit_labels, top_classes
+from ..labels import best_target, fit_labels, top_classes
 from . import heads
 from .cv import FOLD_COLUMNS, fixed, fold_scores, repeated_cv
 from .fusion_heads import fit_heads
@@ -127,14 +127,12 @@ def fit_fusion_targets(*args, targets=("category",), **kwargs) -> tuple[FusionFi
     select_by accuracy})."""
     fits = {t: fit_fusion(*args, target=t, **kwargs) for t in targets}
 
-    def key(t):
-        f = fits[t]
-        row = f.candidates.set_index("name").loc[f.selected["name"]]
-        return (-round(float(row[f"{f.select_by}_accuracy"]), 10), round(float(row[f"{f.select_by}_log_loss"]), 10),
-                list(targets).index(t))
+    def selected(f: FusionFit, what: str) -> float:
+        return float(f.candidates.set_index("name").loc[f.selected["name"], f"{f.select_by}_{what}"])
 
-    best = min(fits, key=key)
-    return fits[best], {t: -key(t)[0] for t in targets}
+    best = best_target({t: (round(selected(f, "accuracy"), 10), -round(selected(f, "log_loss"), 10))
+                        for t, f in fits.items()})
+    return fits[best], {t: selected(f, "accuracy") for t, f in fits.items()}
 
 
 def _cv(T, I, y, y_fit, fitted: dict, cfg: heads.HeadParams, cands: list, seed: int, n_splits: int,

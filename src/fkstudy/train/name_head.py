@@ -19,7 +19,7 @@ from ..data.splits import assert_no_test, common_ids
 from ..evaluate.metrics import scores
 from ..files import align
 from ..fusion_rules import expected_params
-from ..labels import fit_labels, proba_top, top_classes
+from ..labels import best_target, fit_labels, proba_top, top_classes
 from . import heads
 from .cv import fixed, repeated_cv
 
@@ -84,12 +84,11 @@ def fit(name_X, name_ids, catalog: pd.DataFrame, cfg: heads.HeadParams, seed: in
 
         folds, oof = repeated_cv(y, fit_predict, n_splits=n_splits, n_repeats=n_repeats, seed=seed)
         tried[target] = (y_fit, chosen, folds, oof["name"], float(folds["accuracy"].mean()))
-    order = list(targets)
-    target = max(order, key=lambda t: (round(tried[t][4], 10), -order.index(t)))
+    target = best_target({t: round(tried[t][4], 10) for t in targets})
     y_fit, chosen, folds, oof, _ = tried[target]
     served = heads.fit_head(N, y_fit, N[va], y_fit[va], fixed(cfg, chosen), seed)   # train+val, C fixed
     return NameFit(heads.Fitted(served.model, chosen.curve, chosen.chosen), folds, oof, y, ids[tr], ids[va],
-                   target, {t: tried[t][4] for t in order})
+                   target, {t: tried[t][4] for t in targets})
 
 
 def evaluate(nf: NameFit, text_model, name_X, name_ids, catalog: pd.DataFrame) -> dict:

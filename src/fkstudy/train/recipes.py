@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..data.splits import Splits, assert_no_test, split_by_id
 from ..evaluate.metrics import confusion_table, scores, t_interval
-from ..labels import fit_labels, predict_top, rollup
+from ..labels import best_target, fit_labels, predict_top, rollup
 from . import heads
 from .cv import fixed, repeated_cv
 from .heads import Fitted, HeadParams
@@ -78,14 +78,13 @@ def text_classifier(X, ids, catalog: pd.DataFrame, cfg: HeadParams, seed: int, n
         folds = cross_validate(pool_X, pool_ids, pool_y, catalog, fixed(cfg, f), seed, n_splits, n_repeats,
                                classes=classes, name="text", target=target)
         tried[target] = (f, folds, cv_summary(folds)["text"])
-    order = list(targets)
-    target = max(order, key=lambda t: (round(tried[t][2]["cv_accuracy"], 10), -order.index(t)))
+    target = best_target({t: round(tried[t][2]["cv_accuracy"], 10) for t in targets})
     f, folds, cv = tried[target]
     X_test = np.asarray(d.X_test, dtype=np.float64)
     test = scores(d.y_test, *rollup(f.model.predict_proba(X_test), f.model.classes_), classes)
     pred = predict_top(f.model, X_test)
     return {"fitted": f, "test": test, "cv": cv, "folds": folds, "target": target,
-            "cv_by_target": {t: tried[t][2] for t in order},
+            "cv_by_target": {t: tried[t][2] for t in targets},
             "confusion": confusion_table(d.ids_test, d.y_test, pred)}
 
 
