@@ -1,6 +1,7 @@
 """Stage cluster@<set>: reduce -> KMeans -> ARI / silhouette over seeds, for one feature set
 (data/features/<set>.npz), with the 2-D map, the contingency table and the centroid distances."""
 import _bootstrap  # noqa: F401
+import numpy as np
 import pandas as pd
 
 from fkstudy import files, paths
@@ -26,8 +27,10 @@ def main(argv=None) -> None:
     result = cluster.summary_metrics(name, X, ids, labels, draws, primary, meta, variance)
     # the primary ARI on the rows a per-set choice may look at (train+val) and on the held-out test rows
     test = catalog.set_index("id").loc[list(ids), "split"].to_numpy() == "test"
+    trainval = cluster.split_aris(draws, primary, labels, ~test)   # a sweep's choice reads these two, never test
     result.metrics.update(tsne_perplexity=p.tsne_perplexity,
-                          ari_trainval_rows=round(cluster.split_ari(draws, primary, labels, ~test), 4),
+                          ari_trainval_rows=round(float(np.mean(trainval)), 4),
+                          ari_trainval_rows_std=round(float(np.std(trainval, ddof=1)) if len(trainval) > 1 else 0.0, 4),
                           ari_test_rows=round(cluster.split_ari(draws, primary, labels, test), 4))
     files.write_json(paths.metrics("cluster", name), result.metrics)
     stage.write_timings("cluster", name, n=int(len(ids)), dim=int(X.shape[1]), draws=len(draws))

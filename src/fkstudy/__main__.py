@@ -7,6 +7,7 @@
   review    Markdown review of what changed between two revisions or experiments (see fkstudy.review.cli)
   push      `dvc push --run-cache`, plus the outputs of every run the run cache records (see fkstudy.team)
   exp-pull  `dvc exp pull` that names the outputs an experiment came without (see fkstudy.team)
+  sweep     a parameter grid run as queued DVC experiments, chosen on train+val figures (see fkstudy.sweep)
 
 Installed by scripts/setup.sh as the command `fkstudy` (pyproject.toml); `python -m fkstudy` is the same.
 """
@@ -43,6 +44,11 @@ def main(argv=None) -> int:
     team.add_arguments(sub.add_parser("exp-pull", help="`dvc exp pull`, then name the outputs an experiment came "
                                       "without (pushed with --no-cache)", description=team.__doc__,
                                       formatter_class=argparse.RawDescriptionHelpFormatter))
+    from . import sweep
+
+    sweep.add_arguments(sub.add_parser("sweep", help="a parameter grid (sweeps.yaml) run as queued DVC experiments "
+                                       "and chosen on train+val figures", description=sweep.__doc__,
+                                       formatter_class=argparse.RawDescriptionHelpFormatter))
     args = parser.parse_args(argv)
     if args.command == "predict":
         return predict_cli.run(args)
@@ -54,6 +60,8 @@ def main(argv=None) -> int:
         return team.run_push(args)
     if args.command == "exp-pull":
         return team.run(args)
+    if args.command == "sweep":
+        return sweep.main(args)
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse refuses it first
     return 2
 

@@ -271,6 +271,8 @@ def test_a_set_s_own_perplexity_and_the_split_aris():
     sub = cl.Draw("tsne", 0, 0.0, 0.0, 0.0, 0.0, 0.0, np.zeros((4, 2)), clusters[8:], rows=np.arange(8, 12))
     assert cl.split_ari([sub], "tsne", labels, ~first_two) == cl.split_ari([draw], "tsne", labels, ~first_two)
     assert np.isnan(cl.split_ari([draw], "pca", labels, first_two))   # no draw of that reduction
+    # one value per draw (the sweep's noise band is their std)
+    assert cl.split_aris([draw, sub], "tsne", labels, ~first_two) == [cl.split_ari([draw], "tsne", labels, ~first_two)] * 2
 
 
 def test_primary_by_set_and_explained_variance():

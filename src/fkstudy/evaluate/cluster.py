@@ -271,20 +271,26 @@ def primary_of(p, set_name: str) -> str:
 
 def params_for(p, set_name: str):
     """The cluster params one set runs with: its own t-SNE perplexity (`cluster.tsne_perplexity_by_set`, chosen by
-    bench/tune_perplexity.py on the train+val rows' ARI) or the default."""
+    the `tsne_perplexity` sweep on the train+val rows' ARI: sweeps.yaml) or the default."""
     return p.model_copy(update={"tsne_perplexity": p.tsne_perplexity_by_set.get(set_name, p.tsne_perplexity)})
 
 
-def split_ari(draws: list[Draw], reduction: str, labels: np.ndarray, in_split: np.ndarray) -> float:
-    """Mean ARI of one reduction's draws restricted to the rows of a split (`in_split`: a mask over all rows):
-    the train+val rows are what a per-set choice (e.g. the perplexity) may be made on, the test rows are then
+def split_aris(draws: list[Draw], reduction: str, labels: np.ndarray, in_split: np.ndarray) -> list[float]:
+    """Each draw's ARI of one reduction restricted to the rows of a split (`in_split`: a mask over all rows):
+    the train+val rows are what a choice (a sweep: `fkstudy sweep`) may be made on, the test rows are then
     the held-out check of that choice."""
     labels, in_split = np.asarray(labels), np.asarray(in_split, dtype=bool)
     out = []
     for d in (d for d in draws if d.reduction == reduction):
         rows = np.arange(len(labels)) if d.rows is None else d.rows
         keep = in_split[rows]
-        out.append(adjusted_rand_score(labels[rows][keep], d.clusters[keep]) if keep.sum() > 1 else np.nan)
+        out.append(float(adjusted_rand_score(labels[rows][keep], d.clusters[keep])) if keep.sum() > 1 else np.nan)
+    return out
+
+
+def split_ari(draws: list[Draw], reduction: str, labels: np.ndarray, in_split: np.ndarray) -> float:
+    """Mean of `split_aris` (NaN when no draw of that reduction)."""
+    out = split_aris(draws, reduction, labels, in_split)
     return float(np.mean(out)) if out else float("nan")
 
 

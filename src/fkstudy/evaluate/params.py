@@ -24,7 +24,7 @@ class ClusterParams(Section):
     lsa_components: int = Field(ge=2, le=1000)
     variance_components: int = Field(ge=2, le=1000)   # PCA explained variance reported up to this many (the elbow)
     tsne_perplexity: float = Field(ge=2, le=200)
-    tsne_perplexity_by_set: dict[str, Annotated[float, Field(ge=2, le=200)]]   # a set's own (bench/tune_perplexity.py: train+val ARI)
+    tsne_perplexity_by_set: dict[str, Annotated[float, Field(ge=2, le=200)]]   # a set's own (the tsne_perplexity sweep: train+val ARI)
     tsne_pca_components: int = Field(ge=0, le=1000)
     tsne_metric: Literal["euclidean", "cosine"]
     tsne_init: Literal["random", "pca"]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import audit, conclusion, evidence, results, sections
+from . import audit, conclusion, evidence, results, sections, sweeps
 from .conclusion import targets_markdown
 from .document import Block, Figure, Heading
 from .findings import best_trained, findings, targets
@@ -42,7 +42,8 @@ PLOTS_READ = ("ingest/class_balance.png", "ingest/category_tree.png", "ingest/sp
               "prep_images/dashboard.png", "prep_images/samples.png", "clean_text/examples.csv", "text_features", "cluster", "text_classifier",
               "train", "gradcam", "multiseed", "fusion", "label_audit", "report/ari_comparison.png",
               "report/backbones.png")
-REPORTS_READ = ("label_issues.csv",)  # under reports/: the label audit's ranked suspected label errors
+REPORTS_READ = ("label_issues.csv", "sweeps")  # under reports/: the label audit's ranked suspected label errors,
+#                                               the sweeps' tables (fkstudy sweep select)
 
 
 def build(metrics: dict, table: pd.DataFrame, train: pd.DataFrame, root: str | Path = ".") -> list[Block]:
@@ -57,7 +58,7 @@ def build(metrics: dict, table: pd.DataFrame, train: pd.DataFrame, root: str | P
               sections.cleaning(metrics, root),
               sections.representations("text", metrics, fig, number=4),
               sections.representations("image", metrics, fig, number=5),
-              sections.clustering(table, fig),
+              sections.clustering(table, fig) + sweeps.blocks(sweeps.load(root)),
               results.supervised(metrics, train, fig, ev),
               results.multiseed(metrics, fig),
               results.fusion(metrics, fig, ev),
