@@ -149,6 +149,13 @@ def queue_states(repo: Path) -> dict[str, str]:
     return states
 
 
+def untracked_inputs(repo: Path) -> list[str]:
+    """What a queued experiment's temp copy (.dvc/tmp/exps, git-tracked files only) also needs: the raw data
+    folder, never committed (scripts/setup.sh links it), when params.yaml points inside the repository."""
+    raw = lookup(yaml.safe_load((repo / PARAMS).read_text(encoding="utf-8")), "data.raw_dir", PARAMS)
+    return [raw] if not Path(raw).is_absolute() and (repo / raw).exists() else []
+
+
 def run(repo: Path, sweep: Sweep, jobs: int = 1, poll: float = 10.0) -> list[str]:
     """Queue every point, start the queue, wait; returns the experiment names. An earlier run of this sweep on
     the same commit is removed first (its names would clash)."""
@@ -156,10 +163,10 @@ def run(repo: Path, sweep: Sweep, jobs: int = 1, poll: float = 10.0) -> list[str
     if old:
         revs.dvc(repo, "exp", "remove", *old)
         print(f"removed the earlier run of {sweep.name} on this commit: {', '.join(old)}", flush=True)
-    names = []
+    names, copy = [], [a for path in untracked_inputs(repo) for a in ("--copy-paths", path)]
     for i, point in enumerate(sweep.points()):
         name = sweep.exp_name(i)
-        revs.dvc(repo, "exp", "run", "--queue", "--name", name, *set_args(point), *sweep.targets)
+        revs.dvc(repo, "exp", "run", "--queue", "--name", name, *copy, *set_args(point), *sweep.targets)
         names.append(name)
         print(f"queued {name}: {json.dumps(point)}", flush=True)
     revs.dvc(repo, "queue", "start", "-j", str(jobs))
@@ -167,10 +174,13 @@ def run(repo: Path, sweep: Sweep, jobs: int = 1, poll: float = 10.0) -> list[str
     while True:
         states = queue_states(repo)
         pending = [n for n in names if states.get(n) in ("Queued", "Running")]
-        if not pending:
+        failed = [n for n in names if states.get(n) == "Failed"]
+        if not pending or failed:
             break
         time.sleep(poll)
-    if failed := [n for n in names if states.get(n) == "Failed"]:
+    if failed:   # stop early: the other points would most likely fail the same way
+        if queued := [n for n in pending if states.get(n) == "Queued"]:
+            revs.dvc(repo, "queue", "remove", *queued)
         raise SweepError(f"sweep {sweep.name}: experiment(s) failed: {', '.join(failed)} "
                          f"(`dvc queue logs {failed[0]}` shows why)")
     print(f"sweep {sweep.name}: {len(names)} experiments in {time.monotonic() - t0:.0f} s", flush=True)
@@ -285,28 +295,32 @@ def _baseline_values(sweep: Sweep, params: dict, item: str | None) -> dict:
 
 
 def write_param(path: Path, dotted: str, value) -> None:
-    """Set one key of params.yaml, comments and layout of the rest kept (ruamel round trip, atomic)."""
+    """Set one key of params.yaml by rewriting its one line (value in flow style, its comment kept): every other
+    line stays as it was. Checked by reading the file back; atomic."""
     from ruamel.yaml import YAML
 
     from .files import write_text
 
-    y = YAML()
-    y.width, y.preserve_quotes = 4096, True
-    data = y.load(path.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8")
     *parents, last = dotted.split(".")
-    node = data
+    node = YAML().load(text)
     for part in parents:
         node = node[part]
-    if isinstance(node[last], dict) and isinstance(value, dict):
-        node[last].clear()
-        node[last].update(value)
-    else:
-        node[last] = value
-    from io import StringIO
-
-    buf = StringIO()
-    y.dump(data, buf)
-    write_text(path, buf.getvalue())
+    line = node.lc.key(last)[0]
+    lines = text.splitlines(keepends=True)
+    m = re.match(rf"^(\s*{re.escape(last)}:\s*)(.*?)(\s+#.*)?$", lines[line].rstrip("\n"))
+    flow = yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False).strip()
+    flow = flow.removesuffix("...").strip()   # a bare scalar is dumped as a document
+    lines[line] = f"{m[1]}{flow}{m[3] or ''}\n" if m else lines[line]
+    new = "".join(lines)
+    expected = yaml.safe_load(text)
+    target = expected
+    for part in parents:
+        target = target[part]
+    target[last] = value
+    if yaml.safe_load(new) != expected:
+        raise SweepError(f"{path}: {dotted} is not a one-line value here: set it to {flow} by hand")
+    write_text(path, new)
 
 
 def apply(repo: Path, sweep: Sweep, result: dict) -> str:
