@@ -138,15 +138,16 @@ def _ours(sweep: Sweep, names) -> list[str]:
     return [n for n in names if n and pattern.match(n)]
 
 
-def queue_states(repo: Path) -> dict[str, str]:
-    """{experiment name: Queued | Running | Success | Failed} from `dvc queue status`."""
+def queue_tasks(repo: Path) -> dict[str, tuple[str, str]]:
+    """{task rev: (experiment name, Queued | Running | Success | Failed)} from `dvc queue status` (a name may
+    appear more than once: tasks of earlier runs stay listed until `dvc queue remove`)."""
     out = revs.dvc(repo, "queue", "status").stdout
-    states = {}
+    tasks = {}
     for line in out.splitlines():
         cols = line.split()
         if len(cols) >= 3 and cols[-1] in ("Queued", "Running", "Success", "Failed"):
-            states[cols[1]] = cols[-1]
-    return states
+            tasks[cols[0]] = (cols[1], cols[-1])
+    return tasks
 
 
 def untracked_inputs(repo: Path) -> list[str]:
@@ -164,6 +165,7 @@ def run(repo: Path, sweep: Sweep, jobs: int = 1, poll: float = 10.0) -> list[str
         revs.dvc(repo, "exp", "remove", *old)
         print(f"removed the earlier run of {sweep.name} on this commit: {', '.join(old)}", flush=True)
     names, copy = [], [a for path in untracked_inputs(repo) for a in ("--copy-paths", path)]
+    earlier = set(queue_tasks(repo))
     for i, point in enumerate(sweep.points()):
         name = sweep.exp_name(i)
         revs.dvc(repo, "exp", "run", "--queue", "--name", name, *copy, *set_args(point), *sweep.targets)
@@ -172,7 +174,7 @@ def run(repo: Path, sweep: Sweep, jobs: int = 1, poll: float = 10.0) -> list[str
     revs.dvc(repo, "queue", "start", "-j", str(jobs))
     t0 = time.monotonic()
     while True:
-        states = queue_states(repo)
+        states = {name: state for task, (name, state) in queue_tasks(repo).items() if task not in earlier}
         pending = [n for n in names if states.get(n) in ("Queued", "Running")]
         failed = [n for n in names if states.get(n) == "Failed"]
         if not pending or failed:
@@ -308,10 +310,17 @@ def write_param(path: Path, dotted: str, value) -> None:
         node = node[part]
     line = node.lc.key(last)[0]
     lines = text.splitlines(keepends=True)
-    m = re.match(rf"^(\s*{re.escape(last)}:\s*)(.*?)(\s+#.*)?$", lines[line].rstrip("\n"))
+    indent = len(lines[line]) - len(lines[line].lstrip())
+    end = line + 1   # a block value goes on over the lines indented deeper than its key
+    while end < len(lines) and (not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip()) > indent):
+        end += 1
+    while end > line + 1 and not lines[end - 1].strip():
+        end -= 1
+    m = re.match(rf"^(\s*{re.escape(last)}:)(\s*)(.*?)(\s+#.*)?$", lines[line].rstrip("\n"))
     flow = yaml.safe_dump(value, default_flow_style=True, width=10**6, sort_keys=False).strip()
     flow = flow.removesuffix("...").strip()   # a bare scalar is dumped as a document
-    lines[line] = f"{m[1]}{flow}{m[3] or ''}\n" if m else lines[line]
+    if m:
+        lines[line:end] = [f"{m[1]}{m[2] or ' '}{flow}{m[4] or ''}\n"]
     new = "".join(lines)
     expected = yaml.safe_load(text)
     target = expected

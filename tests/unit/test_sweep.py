@@ -5,6 +5,7 @@ rule against what runs now, and --apply writes one params key leaving the rest o
 ExpExecutor); tests/integration/test_sweep.py runs real queued experiments."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -148,3 +149,31 @@ def test_applying_a_per_item_choice_rewrites_that_key_only(tmp_path):
     assert changed[0][1].startswith("  tsne_perplexity_by_set: {text_tfidf: 50, image_vgg16: 15}")
     assert "# a set's own" in changed[0][1]   # its comment kept
     assert yaml.safe_load(path.read_text())["cluster"]["tsne_perplexity_by_set"] == {"text_tfidf": 50, "image_vgg16": 15}
+
+
+def test_applying_rewrites_a_block_style_value_too(tmp_path):
+    path = tmp_path / "params.yaml"   # as yaml.safe_dump writes it (the integration tests' copies)
+    path.write_text("cluster:\n  tsne_perplexity: 10\n  tsne_perplexity_by_set:\n    text_mpnet: 50\n"
+                    "    text_bert: 15\n  tsne_metric: cosine\nseed: 42\n")
+    sweep.write_param(path, "cluster.tsne_perplexity_by_set", {"text_use": 80})
+    assert path.read_text() == ("cluster:\n  tsne_perplexity: 10\n  tsne_perplexity_by_set: {text_use: 80}\n"
+                                "  tsne_metric: cosine\nseed: 42\n")
+    sweep.write_param(path, "cluster.tsne_perplexity_by_set", {})
+    assert yaml.safe_load(path.read_text())["cluster"] == {"tsne_perplexity": 10, "tsne_perplexity_by_set": {},
+                                                           "tsne_metric": "cosine"}
+
+
+def test_the_report_shows_each_sweep_result_as_its_table(tmp_path):
+    from fkstudy.report import sweeps as report_sweeps
+    from fkstudy.report.document import Table, to_markdown
+
+    assert report_sweeps.blocks(report_sweeps.load(tmp_path)) == []   # no sweep yet: no subsection
+    result = sweep.select(sweep.parse("s", SINGLE), single_show({1: 0.60, 2: 0.65}, std=0.02))
+    result["applied"] = "dvc exp apply s-1: {...}"
+    (tmp_path / sweep.OUT_DIR).mkdir(parents=True)
+    (tmp_path / sweep.OUT_DIR / "s.json").write_text(json.dumps(result))
+    blocks = report_sweeps.blocks(report_sweeps.load(tmp_path))
+    tables = [b for b in blocks if isinstance(b, Table)]
+    assert [(t.columns, t.rows) for t in tables] == [sweep.table(result)]
+    text = to_markdown(blocks, "t")
+    assert "Applied: dvc exp apply s-1" in text and "0.6500 ± 0.0200" in text and "baseline commit bbbbbbb" in text
