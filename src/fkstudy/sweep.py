@@ -3,7 +3,8 @@
   fkstudy sweep run NAME [-j JOBS]       one experiment per grid point (`dvc exp run --queue --name NAME-<i>
                                          -S key=value ... <targets>`), then `dvc queue start -j JOBS`, and wait
   fkstudy sweep select NAME [--apply]    read `dvc exp show --json`, choose, write reports/sweeps/NAME.json
-                                         (the table the report shows); --apply puts the choice in the workspace
+                                         (the table the report shows); --apply puts the choice in the workspace;
+                                         --rev COMMIT when commits were made since the run
   fkstudy sweep list                     the sweeps sweeps.yaml declares
 
 A sweep (sweeps.yaml) names a grid of params.yaml keys, the stages to run (`targets`: only what the choice
@@ -164,6 +165,7 @@ def run(repo: Path, sweep: Sweep, jobs: int = 1, poll: float = 10.0) -> list[str
     if old:
         revs.dvc(repo, "exp", "remove", *old)
         print(f"removed the earlier run of {sweep.name} on this commit: {', '.join(old)}", flush=True)
+    t0 = time.monotonic()
     names, copy = [], [a for path in untracked_inputs(repo) for a in ("--copy-paths", path)]
     earlier = set(queue_tasks(repo))
     for i, point in enumerate(sweep.points()):
@@ -172,7 +174,6 @@ def run(repo: Path, sweep: Sweep, jobs: int = 1, poll: float = 10.0) -> list[str
         names.append(name)
         print(f"queued {name}: {json.dumps(point)}", flush=True)
     revs.dvc(repo, "queue", "start", "-j", str(jobs))
-    t0 = time.monotonic()
     while True:
         states = {name: state for task, (name, state) in queue_tasks(repo).items() if task not in earlier}
         pending = [n for n in names if states.get(n) in ("Queued", "Running")]
@@ -185,7 +186,7 @@ def run(repo: Path, sweep: Sweep, jobs: int = 1, poll: float = 10.0) -> list[str
             revs.dvc(repo, "queue", "remove", *queued)
         raise SweepError(f"sweep {sweep.name}: experiment(s) failed: {', '.join(failed)} "
                          f"(`dvc queue logs {failed[0]}` shows why)")
-    print(f"sweep {sweep.name}: {len(names)} experiments in {time.monotonic() - t0:.0f} s", flush=True)
+    print(f"sweep {sweep.name}: {len(names)} experiments in {time.monotonic() - t0:.0f} s (queued and run)", flush=True)
     return names
 
 
@@ -379,6 +380,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", "-j", type=int, default=1, help="experiments at once (run; default 1: on 2 cores "
                    "two experiments only share the cores)")
     p.add_argument("--apply", action="store_true", help="select: put the choice in the workspace")
+    p.add_argument("--rev", default=None, help="select: the commit the sweep ran on (default: HEAD; a commit made "
+                   "since the run moves HEAD off its experiments)")
     p.add_argument("--repo", default=".", help="the repository (default: the one holding the current folder)")
 
 
@@ -399,7 +402,8 @@ def main(args: argparse.Namespace) -> int:
         if args.action == "run":
             run(repo, sweep, args.jobs)
             return 0
-        show = json.loads(revs.dvc(repo, "exp", "show", "--json", "--no-fetch").stdout)
+        show = json.loads(revs.dvc(repo, "exp", "show", "--json", "--no-fetch",
+                                   *(["--rev", args.rev] if args.rev else [])).stdout)
         result = select(sweep, show)
         print(markdown(result))
         if args.apply:
