@@ -129,9 +129,19 @@ def lookup(data: dict, dotted: str, where: str):
 
 
 # ---------------------------------------------------------------- running
-def set_args(point: dict) -> list[str]:
-    """`-S key=value` per param; values as JSON, which DVC reads as YAML (lists, maps, booleans kept)."""
-    return [a for k, v in point.items() for a in ("-S", f"{k}={json.dumps(v)}")]
+def set_args(point: dict, params: dict) -> list[str]:
+    """`-S` overrides (DVC's Hydra grammar) putting `point` into `params`; values as JSON, which DVC reads as YAML.
+    A mapping replaces the current one key by key: `-S key={}` would be merged into it (measured: the old keys
+    stayed), so the keys it drops are deleted (`~key.sub`) and its own are set (`++key.sub=value`)."""
+    out = []
+    for key, value in point.items():
+        if isinstance(value, dict):
+            now = lookup(params, key, PARAMS) or {}
+            out += [f"~{key}.{sub}" for sub in now if sub not in value]
+            out += [f"++{key}.{sub}={json.dumps(v)}" for sub, v in value.items()]
+        else:
+            out.append(f"{key}={json.dumps(value)}")
+    return [a for o in out for a in ("-S", o)]
 
 
 def _ours(sweep: Sweep, names) -> list[str]:
@@ -166,11 +176,12 @@ def run(repo: Path, sweep: Sweep, jobs: int = 1, poll: float = 10.0) -> list[str
         revs.dvc(repo, "exp", "remove", *old)
         print(f"removed the earlier run of {sweep.name} on this commit: {', '.join(old)}", flush=True)
     t0 = time.monotonic()
+    params = yaml.safe_load((repo / PARAMS).read_text(encoding="utf-8"))
     names, copy = [], [a for path in untracked_inputs(repo) for a in ("--copy-paths", path)]
     earlier = set(queue_tasks(repo))
     for i, point in enumerate(sweep.points()):
         name = sweep.exp_name(i)
-        revs.dvc(repo, "exp", "run", "--queue", "--name", name, *copy, *set_args(point), *sweep.targets)
+        revs.dvc(repo, "exp", "run", "--queue", "--name", name, *copy, *set_args(point, params), *sweep.targets)
         names.append(name)
         print(f"queued {name}: {json.dumps(point)}", flush=True)
     revs.dvc(repo, "queue", "start", "-j", str(jobs))
@@ -341,7 +352,14 @@ def apply(repo: Path, sweep: Sweep, result: dict) -> str:
     chosen = result["chosen"][sweep.name]
     if not chosen["changed"]:
         return "the baseline stays: nothing to apply"
+    text = (repo / PARAMS).read_text(encoding="utf-8")
     revs.dvc(repo, "exp", "apply", chosen["exp"])
+    # DVC rewrote the experiment's params.yaml whole (block style, comments moved): keep ours, with its values
+    (repo / PARAMS).write_text(text, encoding="utf-8")
+    for point in sweep.points():
+        if all(point[k] == v for k, v in chosen["params"].items()):
+            for key, value in point.items():
+                write_param(repo / PARAMS, key, value)
     return f"dvc exp apply {chosen['exp']}: {json.dumps(chosen['params'])}"
 
 

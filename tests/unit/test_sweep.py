@@ -84,9 +84,29 @@ def test_points_are_every_combination_with_the_fixed_keys_and_go_to_dvc_as_yaml(
     s = sweep.parse("s", {**SINGLE, "grid": {"a": [1, 2], "b": [False, True]}, "fixed": {"c": {}}})
     assert s.points() == [{"a": 1, "b": False, "c": {}}, {"a": 1, "b": True, "c": {}},
                           {"a": 2, "b": False, "c": {}}, {"a": 2, "b": True, "c": {}}]
-    args = sweep.set_args({"a": 2, "b": False, "c": {}, "d": "both", "e": [1, 2]})
-    assert args == ["-S", "a=2", "-S", "b=false", "-S", "c={}", "-S", 'd="both"', "-S", "e=[1, 2]"]
-    assert [yaml.safe_load(a.split("=", 1)[1]) for a in args[1::2]] == [2, False, {}, "both", [1, 2]]
+    now = {"a": 1, "b": True, "c": {"x": 50, "y": 5}, "d": "name", "e": [3]}
+    args = sweep.set_args({"a": 2, "b": False, "c": {"y": 15, "z": 1}, "d": "both", "e": [1, 2]}, now)
+    assert args == ["-S", "a=2", "-S", "b=false", "-S", "~c.x", "-S", "++c.y=15", "-S", "++c.z=1",
+                    "-S", 'd="both"', "-S", "e=[1, 2]"]
+    assert sweep.set_args({"c": {}}, {"c": {}}) == []
+
+
+def test_the_overrides_give_exactly_the_point_through_dvc_s_own_parser(tmp_path):
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", path)
+    now = yaml.safe_load(path.read_text())
+    assert now["cluster"]["tsne_perplexity_by_set"]   # a set has its own now: the sweep's {} must clear it
+    point = {"cluster.tsne_perplexity": 50, "cluster.tsne_perplexity_by_set": {},
+             "text_features.tfidf.sublinear_tf": True, "text_features.tfidf.field": "name"}
+    apply_overrides(path, [a for a in sweep.set_args(point, now) if a != "-S"])
+    after = yaml.safe_load(path.read_text())
+    for key, value in point.items():
+        assert sweep.lookup(after, key, "params") == value, key
+    apply_overrides(path, [a for a in sweep.set_args({"cluster.tsne_perplexity_by_set": {"text_use": 80}}, after)
+                           if a != "-S"])
+    assert yaml.safe_load(path.read_text())["cluster"]["tsne_perplexity_by_set"] == {"text_use": 80}
 
 
 def test_a_gain_within_the_seed_std_keeps_what_runs_now():
