@@ -369,19 +369,22 @@ def table(result: dict) -> tuple[list[str], list[list[str]]]:
     def cell(r: dict) -> str:
         return f"{r['mean']:.4f}" + (f" ± {r['std']:.4f}" if r["std"] is not None else "")
 
+    def show(v) -> str:
+        return v if isinstance(v, str) else json.dumps(v)
+
     def mark(r: dict) -> str:
         return ", ".join(w for w, on in (("now", r["baseline"]), ("chosen", r["chosen"])) if on)
 
     keys = list(result["table"][0]["rows"][0]["params"])
     if result["per"]:
-        values = [json.dumps(r["params"][keys[0]]) for r in result["table"][0]["rows"]]
+        values = [show(r["params"][keys[0]]) for r in result["table"][0]["rows"]]
         columns = ["item", *(f"{keys[0].split('.')[-1]} {v}" for v in values), "chosen"]
         rows = [[b["item"], *(cell(r) + (f" ({mark(r)})" if r["baseline"] else "") for r in b["rows"]),
                  next(v for v, r in zip(values, b["rows"]) if r["chosen"])] for b in result["table"]]
         return columns, rows
     also = [a.split(":")[1] for a in result["also"]]
     columns = [*(k.split(".")[-1] for k in keys), result["metric"].split(":")[1], *also, ""]
-    rows = [[*(json.dumps(r["params"][k]) for k in keys), cell(r), *(f"{r[a]:.4f}" for a in also), mark(r)]
+    rows = [[*(show(r["params"][k]) for k in keys), cell(r), *(f"{r[a]:.4f}" for a in also), mark(r)]
             for r in result["table"][0]["rows"]]
     return columns, rows
 

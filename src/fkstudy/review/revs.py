@@ -135,8 +135,9 @@ def dvc(repo: Path, *args: str) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True, env=env,
                           check=False)
     if proc.returncode != 0:
-        last = [line for line in proc.stderr.strip().splitlines() if line.strip()][-1:] or [str(proc.returncode)]
-        raise ReviewError(f"dvc {' '.join(args)}: {last[0]}")
+        lines = [line.strip() for line in proc.stderr.strip().splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("ERROR")]   # not DVC's closing "Having any troubles?"
+        raise ReviewError(f"dvc {' '.join(args)}: {(errors or lines or [str(proc.returncode)])[-1]}")
     return proc
 
 
