@@ -283,7 +283,8 @@ def select(sweep: Sweep, show: list[dict]) -> dict:
         table.append({"item": item, "rows": rows})
         chosen[item or sweep.name] = {"exp": rows[pick]["exp"], "params": rows[pick]["params"],
                                       "changed": pick != baseline}
-    return {"sweep": sweep.name, "about": sweep.about, "baseline_commit": base.rev, "metric": sweep.metric,
+    return {"sweep": sweep.name, "about": sweep.about, "baseline_commit": base.rev, "keys": list(sweep.grid),
+            "metric": sweep.metric,
             "std": sweep.std, "also": sweep.also, "targets": sweep.targets, "fixed": sweep.fixed,
             "per": sweep.per, "write": sweep.write, "rule": RULE, "table": table, "chosen": chosen,
             "by_item": _by_item(sweep, base.params, chosen)}
@@ -375,7 +376,7 @@ def table(result: dict) -> tuple[list[str], list[list[str]]]:
     def mark(r: dict) -> str:
         return ", ".join(w for w, on in (("now", r["baseline"]), ("chosen", r["chosen"])) if on)
 
-    keys = list(result["table"][0]["rows"][0]["params"])
+    keys = result.get("keys") or list(result["table"][0]["rows"][0]["params"])   # the grid's order
     if result["per"]:
         values = [show(r["params"][keys[0]]) for r in result["table"][0]["rows"]]
         columns = ["item", *(f"{keys[0].split('.')[-1]} {v}" for v in values), "chosen"]
