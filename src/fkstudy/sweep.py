@@ -2,7 +2,7 @@
 
   fkstudy sweep run NAME [-j JOBS]       one experiment per grid point (`dvc exp run --queue --name NAME-<i>
                                          -S key=value ... <targets>`), then `dvc queue start -j JOBS`, and wait
-  fkstudy sweep select NAME [--apply]    read `dvc exp show --json`, choose, write reports/sweeps/NAME.json
+  fkstudy sweep select NAME [--apply]    read `dvc exp show --json`, choose, write sweeps/NAME.json
                                          (the table the report shows); --apply puts the choice in the workspace;
                                          --rev COMMIT when commits were made since the run
   fkstudy sweep list                     the sweeps sweeps.yaml declares
@@ -19,7 +19,7 @@ Two kinds of sweep:
 - one choice per item (`per: pipeline.cluster`, e.g. t-SNE's perplexity per feature set): the figure's file
   names `{item}`; `--apply` writes the items whose best differs from the baseline into the params key
   `write` (e.g. cluster.tsne_perplexity_by_set), comments of params.yaml kept.
-Then `dvc repro` runs what the new params change, and params.yaml, dvc.lock and reports/sweeps/ are committed.
+Then `dvc repro` runs what the new params change, and params.yaml, dvc.lock and sweeps/ are committed.
 Running a sweep again on the same commit replaces its experiments.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ from .errors import StudyError
 from .review import revs
 
 SPEC = "sweeps.yaml"
-OUT_DIR = "reports/sweeps"
+OUT_DIR = "sweeps"   # committed inputs of the report, not pipeline outputs (reports/ holds those)
 PARAMS = "params.yaml"
 RULE = ("the best train+val mean replaces the baseline (the workspace's params) only when it beats it by more "
         "than the larger of the two seed stds; ties keep the baseline")

@@ -64,7 +64,7 @@ def test_each_point_ran_as_a_queued_experiment_of_its_targets_only(wf_repo, swep
 def test_per_item_choice_is_written_and_dvc_status_asks_for_exactly_those_sets(wf_repo, swept):  # noqa: F811
     before = (wf_repo / "params.yaml").read_text()
     out = fkstudy(wf_repo, "sweep", "select", "perp", "--apply").stdout
-    result = json.loads((wf_repo / "reports/sweeps/perp.json").read_text())
+    result = json.loads((wf_repo / "sweeps/perp.json").read_text())
     exps = shown(wf_repo)
     for block in result["table"]:   # every figure is the experiment's own metric
         for row in block["rows"]:
@@ -91,7 +91,7 @@ def test_per_item_choice_is_written_and_dvc_status_asks_for_exactly_those_sets(w
 
 def test_one_choice_is_applied_with_dvc_exp_apply(wf_repo, swept):  # noqa: F811
     out = fkstudy(wf_repo, "sweep", "select", "mindf", "--apply").stdout
-    result = json.loads((wf_repo / "reports/sweeps/mindf.json").read_text())
+    result = json.loads((wf_repo / "sweeps/mindf.json").read_text())
     chosen = result["chosen"]["mindf"]
     min_df = yaml.safe_load((wf_repo / "params.yaml").read_text())["text_features"]["tfidf"]["min_df"]
     metrics = json.loads((wf_repo / "metrics/cluster/text_tfidf.json").read_text())

@@ -197,3 +197,9 @@ def test_the_report_shows_each_sweep_result_as_its_table(tmp_path):
     assert [(t.columns, t.rows) for t in tables] == [sweep.table(result)]
     text = to_markdown(blocks, "t")
     assert "Applied: dvc exp apply s-1" in text and "0.6500 ± 0.0200" in text and "baseline commit bbbbbbb" in text
+
+
+def test_the_report_stage_depends_on_the_sweep_tables():
+    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["report"]["deps"]
+    assert sweep.OUT_DIR in deps and (ROOT / sweep.OUT_DIR).is_dir()   # a new table re-runs the report
+    assert not sweep.OUT_DIR.startswith("reports/")   # reports/ is the pipeline's output, wiped by a cold copy

@@ -42,8 +42,8 @@ PLOTS_READ = ("ingest/class_balance.png", "ingest/category_tree.png", "ingest/sp
               "prep_images/dashboard.png", "prep_images/samples.png", "clean_text/examples.csv", "text_features", "cluster", "text_classifier",
               "train", "gradcam", "multiseed", "fusion", "label_audit", "report/ari_comparison.png",
               "report/backbones.png")
-REPORTS_READ = ("label_issues.csv", "sweeps")  # under reports/: the label audit's ranked suspected label errors,
-#                                               the sweeps' tables (fkstudy sweep select)
+REPORTS_READ = ("label_issues.csv",)  # under reports/: the label audit's ranked suspected label errors
+# and the sweeps' tables, sweeps/*.json (fkstudy.sweep.OUT_DIR, written by `fkstudy sweep select`)
 
 
 def build(metrics: dict, table: pd.DataFrame, train: pd.DataFrame, root: str | Path = ".") -> list[Block]:

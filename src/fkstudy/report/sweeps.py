@@ -1,4 +1,4 @@
-"""The sweeps of section 6: each reports/sweeps/<name>.json that `fkstudy sweep select` wrote (a parameter
+"""The sweeps of section 6: each sweeps/<name>.json that `fkstudy sweep select` wrote (a parameter
 grid run as DVC experiments and chosen on train+val figures) as a table, with its rule and what was applied."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from .document import Block, Heading, Para, Table
 
 
 def load(root: Path) -> list[dict]:
-    """Every sweep result under reports/sweeps/, in name order."""
+    """Every sweep result under sweeps/, in name order."""
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted((root / sweep.OUT_DIR).glob("*.json"))]
 
 
