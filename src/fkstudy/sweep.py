@@ -291,12 +291,14 @@ def select(sweep: Sweep, show: list[dict]) -> dict:
 
 
 def _by_item(sweep: Sweep, params: dict, chosen: dict) -> dict | None:
-    """A per-item sweep's map for `write`: every item whose chosen value is not the key's default."""
+    """A per-item sweep's map for `write`: its entries for items this sweep did not cover, kept, then every swept
+    item whose chosen value is not the key's default."""
     if not sweep.per:
         return None
     key = next(iter(sweep.grid))
     default = lookup(params, key, PARAMS)
-    return {item: c["params"][key] for item, c in chosen.items() if c["params"][key] != default}
+    kept = {k: v for k, v in (lookup(params, sweep.write, PARAMS) or {}).items() if k not in chosen}
+    return {**kept, **{item: c["params"][key] for item, c in chosen.items() if c["params"][key] != default}}
 
 
 def _baseline_values(sweep: Sweep, params: dict, item: str | None) -> dict:

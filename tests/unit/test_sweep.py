@@ -143,14 +143,14 @@ def test_one_choice_per_item_against_each_item_s_own_value():
                           "write": "cl.by_set", "targets": ["cluster"],
                           "select": {"metric": "m/{item}.json:ari_trainval_rows",
                                      "std": "m/{item}.json:ari_trainval_rows_std"}})
-    base = {"pipe": {"sets": ["a", "b", "c"]}, "cl": {"perp": 30, "by_set": {"b": 50}}}
+    base = {"pipe": {"sets": ["a", "b", "c"]}, "cl": {"perp": 30, "by_set": {"b": 50, "d": 15}}}   # d: not swept
     ari = {30: {"a": 0.50, "b": 0.60, "c": 0.70}, 50: {"a": 0.60, "b": 0.61, "c": 0.71}}
     exps = [(f"p-{i}", {"pipe": base["pipe"], "cl": {"perp": v, "by_set": {}}},
              {f"m/{k}.json": {"ari_trainval_rows": a, "ari_trainval_rows_std": 0.02} for k, a in ari[v].items()},
              "success") for i, v in enumerate((30, 50))]
     result = sweep.select(s, exp_show(base, exps))
     # a: 50 beats 30 by 0.10 > 0.02; b: runs 50 now, 30 is not better; c: 0.01 is within the std
-    assert result["by_item"] == {"a": 50, "b": 50}
+    assert result["by_item"] == {"d": 15, "a": 50, "b": 50}
     assert {b["item"]: [r["baseline"] for r in b["rows"]] for b in result["table"]} == \
         {"a": [True, False], "b": [False, True], "c": [True, False]}
     columns, rows = sweep.table(result)
