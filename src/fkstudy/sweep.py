@@ -319,6 +319,8 @@ def write_param(path: Path, dotted: str, value) -> None:
     from .files import write_text
 
     text = path.read_text(encoding="utf-8")
+    if lookup(yaml.safe_load(text), dotted, str(path)) == value:
+        return   # already so: the file is left as it is (a block-style value is not re-flowed)
     *parents, last = dotted.split(".")
     node = YAML().load(text)
     for part in parents:

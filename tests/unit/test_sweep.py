@@ -175,6 +175,9 @@ def test_applying_rewrites_a_block_style_value_too(tmp_path):
     path = tmp_path / "params.yaml"   # as yaml.safe_dump writes it (the integration tests' copies)
     path.write_text("cluster:\n  tsne_perplexity: 10\n  tsne_perplexity_by_set:\n    text_mpnet: 50\n"
                     "    text_bert: 15\n  tsne_metric: cosine\nseed: 42\n")
+    before = path.read_text()
+    sweep.write_param(path, "cluster.tsne_perplexity_by_set", {"text_mpnet": 50, "text_bert": 15})
+    assert path.read_text() == before   # the same value: nothing rewritten
     sweep.write_param(path, "cluster.tsne_perplexity_by_set", {"text_use": 80})
     assert path.read_text() == ("cluster:\n  tsne_perplexity: 10\n  tsne_perplexity_by_set: {text_use: 80}\n"
                                 "  tsne_metric: cosine\nseed: 42\n")
