@@ -50,7 +50,8 @@ def write_param(path: Path, dotted: str, value) -> None:
     from .files import write_text
 
     text = path.read_text(encoding="utf-8")
-    if lookup(yaml.safe_load(text), dotted, str(path)) == value:
+    expected = yaml.safe_load(text)
+    if lookup(expected, dotted, str(path)) == value:
         return   # already so: the file is left as it is (a block-style value is not re-flowed)
     *parents, last = dotted.split(".")
     node = YAML().load(text)
@@ -70,8 +71,7 @@ def write_param(path: Path, dotted: str, value) -> None:
     if m:
         lines[line:end] = [f"{m[1]}{m[2] or ' '}{flow}{m[4] or ''}\n"]
     new = "".join(lines)
-    expected = yaml.safe_load(text)
-    target = expected
+    target = expected   # the file as read, with this one value set: what the new text must parse to
     for part in parents:
         target = target[part]
     target[last] = value

@@ -136,10 +136,10 @@ def queue_tasks(repo: Path) -> dict[str, tuple[str, str]]:
     return tasks
 
 
-def untracked_inputs(repo: Path) -> list[str]:
+def untracked_inputs(repo: Path, params: dict) -> list[str]:
     """What a queued experiment's temp copy (.dvc/tmp/exps, git-tracked files only) also needs: the raw data
     folder, never committed (scripts/setup.sh links it), when params.yaml points inside the repository."""
-    raw = lookup(yaml.safe_load((repo / PARAMS).read_text(encoding="utf-8")), "data.raw_dir", PARAMS)
+    raw = lookup(params, "data.raw_dir", PARAMS)
     return [raw] if not Path(raw).is_absolute() and (repo / raw).exists() else []
 
 
@@ -152,7 +152,7 @@ def run(repo: Path, sweep: Sweep, jobs: int = 1, poll: float = 10.0) -> list[str
         print(f"removed the earlier run of {sweep.name} on this commit: {', '.join(old)}", flush=True)
     t0 = time.monotonic()
     params = yaml.safe_load((repo / PARAMS).read_text(encoding="utf-8"))
-    names, copy = [], [a for path in untracked_inputs(repo) for a in ("--copy-paths", path)]
+    names, copy = [], [a for path in untracked_inputs(repo, params) for a in ("--copy-paths", path)]
     earlier = set(queue_tasks(repo))
     for i, point in enumerate(sweep.points()):
         name = sweep.exp_name(i)
@@ -236,11 +236,10 @@ def select(sweep: Sweep, show: list[dict]) -> dict:
             raise SweepError(f"sweep {sweep.name}: no finished experiment {sweep.exp_name(i)} on "
                              f"{base.rev[:7]} (run `fkstudy sweep run {sweep.name}` first)")
         for k, v in point.items():
-            if lookup(e.params, k, f"experiment {e.name}: {PARAMS}") != v:
-                raise SweepError(f"experiment {e.name}: {k} is {lookup(e.params, k, PARAMS)!r}, the sweep's "
+            if (ran := lookup(e.params, k, f"experiment {e.name}: {PARAMS}")) != v:
+                raise SweepError(f"experiment {e.name}: {k} is {ran!r}, the sweep's "
                                  f"point {i} says {v!r}: sweeps.yaml changed since the run; run it again")
         exps.append(e)
-    key = next(iter(sweep.grid))
     items = lookup(base.params, sweep.per, PARAMS) if sweep.per else [None]
     table, chosen = [], {}
     for item in items:
@@ -294,14 +293,14 @@ def apply(repo: Path, sweep: Sweep, result: dict) -> str:
     chosen = result["chosen"][sweep.name]
     if not chosen["changed"]:
         return "the baseline stays: nothing to apply"
+    from .files import write_text   # here, not at import: pandas would load with every `fkstudy` command
+
     text = (repo / PARAMS).read_text(encoding="utf-8")
     revs.dvc(repo, "exp", "apply", chosen["exp"])
     # DVC rewrote the experiment's params.yaml whole (block style, comments moved): keep ours, with its values
-    (repo / PARAMS).write_text(text, encoding="utf-8")
-    for point in sweep.points():
-        if all(point[k] == v for k, v in chosen["params"].items()):
-            for key, value in point.items():
-                write_param(repo / PARAMS, key, value)
+    write_text(repo / PARAMS, text)
+    for key, value in {**chosen["params"], **sweep.fixed}.items():   # the winner's point (Sweep.points)
+        write_param(repo / PARAMS, key, value)
     return f"dvc exp apply {chosen['exp']}: {json.dumps(chosen['params'])}"
 
 
