@@ -35,6 +35,7 @@ SMALL_PARAMS = {
     "train.epochs": 30,
     "train.augment.views": 1,
     "train.fine_tune.epochs": 1,   # fine_tune@vgg16: one end-to-end epoch on the subset's photos
+    "fine_tune_text.epochs": 2,    # fine_tune_text@bert: two epochs of 84 examples (42 products x 2 views)
     # every extractor runs, the optional download-only ones too (random-init here: their code paths stay covered);
     # training on one Keras backbone with real weights, one torch, one random-init (the same code paths as all
     # five), multi-seed on one: ~8 stage processes fewer in CI

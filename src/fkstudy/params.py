@@ -42,6 +42,7 @@ SECTIONS: dict[str, str] = {
     "data": "fkstudy.data.params:DataParams",
     "clean_text": "fkstudy.text.clean:CleanTextParams",
     "text_features": "fkstudy.text.params:TextFeaturesParams",
+    "fine_tune_text": "fkstudy.text.params:FineTuneTextParams",
     "cluster": "fkstudy.evaluate.params:ClusterParams",
     "mlflow": "fkstudy.tracking:MlflowParams",
     "prep_images": "fkstudy.image.preprocess:PrepImagesParams",

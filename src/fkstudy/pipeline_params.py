@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 
 from .image.registry import IMAGE, backbones
 from .schema import Section
-from .text.registry import TEXT, pretrained_encoders
+from .text.registry import FINE_TUNABLE, TEXT, pretrained_encoders
 
 
 def feature_sets() -> tuple[str, ...]:
@@ -35,6 +35,7 @@ class PipelineParams(Section):
     variants: list[Literal["base", "augmented"]]
     multiseed: list[Literal[IMAGE.names("deep")]]          # multiseed@<b>
     fine_tune: list[Literal[backbones("keras")]]             # fine_tune@<b>: Keras only
+    fine_tune_text: list[Literal[FINE_TUNABLE]]               # fine_tune_text@<m>: an encoder trained end to end
     catalog_text: list[Literal[pretrained_encoders()]]      # catalog_text@<m> (fkstudy.scale)
     catalog_image: list[Literal[backbones("torch")]]         # catalog_image@<b>
     score_catalog: list[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")]]   # score_catalog@<alias>

@@ -105,6 +105,41 @@ def test_training_runs_are_in_the_tracking_store(reproduced):
     assert len(text_runs) == len(TEXT)
 
 
+def test_the_fine_tuned_text_encoder_is_logged_and_its_saved_folder_predicts_what_the_stage_scored(reproduced):
+    """fine_tune_text@<m>: one MLflow run with its per-epoch curve; the metrics compare fine-tuned and frozen per
+    view; models/train/text_<m>_finetuned loads back (transformers folder + head) and gives the test predictions
+    the stage wrote, product by product."""
+    import torch
+    import yaml
+    from safetensors.torch import load_file
+
+    from fkstudy.labels import rollup
+    from fkstudy.text import encoders, fine_tune
+
+    repo = reproduced[0]
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name("flipkart-product-classification")
+    for name in pipeline_lists(repo)["fine_tune_text"]:
+        (r,) = client.search_runs([exp.experiment_id], f"tags.stage = 'fine_tune_text@{name}'")
+        m = json.loads((repo / f"metrics/fine_tune_text/{name}.json").read_text())
+        assert len([h for h in client.get_metric_history(r.info.run_id, "val_loss") if h.step >= 1]) == m["epochs"]
+        assert set(m["test"]) == set(m["views"]) == {"both", "name"}
+        for t in m["test"].values():
+            assert 0 <= t["fine_tuned"]["accuracy"] <= 1 and 0 <= t["frozen"]["accuracy"] <= 1
+        folder = repo / f"models/train/text_{name}_finetuned"
+        classes = json.loads((folder / "classes.json").read_text())
+        tokenizer, encoder = encoders.load_transformer(folder / "encoder")
+        head = torch.nn.Linear(encoder.config.hidden_size, len(classes))
+        head.load_state_dict(load_file(folder / "head.safetensors"))
+        max_length = yaml.safe_load((repo / "params.yaml").read_text())["fine_tune_text"]["max_length"]
+        preds = pd.read_csv(repo / f"plots/fine_tune_text/{name}/test_predictions.csv")
+        text = pd.read_parquet(repo / "data/interim/text.parquet").set_index("id")
+        docs = [text.loc[i, f"raw_{v}"] for i, v in zip(preds["id"], preds["view"])]
+        proba, tops = rollup(fine_tune.class_proba(tokenizer, encoder, head, docs, 32, max_length), classes)
+        assert list(tops[proba.argmax(1)]) == preds["fine_tuned"].tolist()
+
+
 def test_every_transfer_learning_run_is_logged_with_its_model(reproduced):
     """train@<backbone>-<variant>: one run each, tagged with backbone/variant/weights, a per-epoch
     curve, test metrics and a logged Keras model with a signature."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..evaluate.metrics import class_key  # the key metrics/fusion.json uses per class
+from . import fine_tuned
 from . import reference as ref
 from .document import Block, Heading, Para, Table
 from .evidence import Evidence
@@ -40,7 +41,8 @@ def supervised(metrics: dict, train: pd.DataFrame, fig: Figures, ev: Evidence) -
              Heading("7.1 Text classifiers", 3)] + _text_classifiers(metrics, fig, ev)
             + [Heading("7.2 Transfer learning: backbone comparison", 3)] + _transfer(metrics, train, fig, ev)
             + [Heading("7.3 Grad-CAM: where the model looks", 3)] + _gradcam(metrics, fig)
-            + [Heading("7.4 Zero-shot CLIP", 3)] + _zero_shot(metrics))
+            + [Heading("7.4 Zero-shot CLIP", 3)] + _zero_shot(metrics)
+            + [Heading("7.5 A text encoder fine-tuned end to end", 3)] + fine_tuned.blocks(metrics, fig))
 
 
 def _text_classifiers(metrics: dict, fig: Figures, ev: Evidence) -> list[Block]:

@@ -36,11 +36,11 @@ SECTIONS = ["1. Introduction", "2. Data overview", "3. Text cleaning", "4. Text 
 
 # What the report reads: the `report` stage in dvc.yaml lists each of these as a dependency (tested).
 METRICS_READ = ("ingest.json", "clean_text.json", "prep_images.json", "text_features", "image_features", "cluster",
-                "text_classifier", "train", "multiseed", "gradcam.json", "zero_shot.json", "fusion.json",
-                "register.json", "label_audit.json", "pretrained.json")
+                "text_classifier", "fine_tune_text", "train", "multiseed", "gradcam.json", "zero_shot.json",
+                "fusion.json", "register.json", "label_audit.json", "pretrained.json")
 PLOTS_READ = ("ingest/class_balance.png", "ingest/category_tree.png", "ingest/spec_top_values.png",
               "prep_images/dashboard.png", "prep_images/samples.png", "clean_text/examples.csv", "text_features", "cluster", "text_classifier",
-              "train", "gradcam", "multiseed", "fusion", "label_audit", "report/ari_comparison.png",
+              "fine_tune_text", "train", "gradcam", "multiseed", "fusion", "label_audit", "report/ari_comparison.png",
               "report/backbones.png")
 REPORTS_READ = ("label_issues.csv",)  # under reports/: the label audit's ranked suspected label errors
 # and the sweeps' tables, sweeps/*.json (fkstudy.sweep.OUT_DIR, written by `fkstudy sweep select`)

@@ -107,3 +107,8 @@ TEXT = Registry("text representation", [
 def pretrained_encoders() -> tuple[str, ...]:
     """Text sets computed by a pretrained encoder from raw text, nothing fitted (the catalogue-scale jobs run these)."""
     return tuple(n for n, e in TEXT.items() if e.function.startswith("fkstudy.text.encoders:"))
+
+
+# Encoders stage fine_tune_text@<m> trains end to end (fkstudy.text.fine_tune): all-MiniLM-L6-v2. mpnet would cost
+# ~5x its CPU time (104 s vs 22 s to encode the catalogue once) and is not offered until that cost is measured.
+FINE_TUNABLE = ("bert",)
