@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -127,7 +128,12 @@ def load_params(path: str | os.PathLike | None = None, sections: Iterable[str] |
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last,
-    e.g. after a merge left two `seed:` lines)."""
+    e.g. after a merge left two `seed:` lines), and reads floats as DVC does (YAML 1.2).
+
+    PyYAML follows YAML 1.1, where `2e-05` and `1e-3` (no dot, or an unsigned exponent) are strings; DVC reads and
+    writes params.yaml as YAML 1.2 (ruamel), and `dvc exp run -S` rewrites the whole file with Python's float repr:
+    every float below 1e-4 became `1e-05`, a string here, and the stages reading it stopped (measured: a
+    `fine_tune_text.lr` sweep failed on its first point; `train.fine_tune.lr: 0.00001` after any -S)."""
 
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
@@ -145,3 +151,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark)
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_implicit_resolver(   # the YAML 1.2 floats 1.1 misses: an exponent without a dot or a sign
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def yaml_text(text: str) -> object:
+    """YAML text parsed as params.yaml is (read_yaml's loader: duplicate keys refused, YAML 1.2 floats)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)

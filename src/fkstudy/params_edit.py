@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from .errors import StudyError
+from .params import yaml_text
 
 PARAMS = "params.yaml"
 
@@ -50,7 +51,7 @@ def write_param(path: Path, dotted: str, value) -> None:
     from .files import write_text
 
     text = path.read_text(encoding="utf-8")
-    expected = yaml.safe_load(text)
+    expected = yaml_text(text)
     if lookup(expected, dotted, str(path)) == value:
         return   # already so: the file is left as it is (a block-style value is not re-flowed)
     *parents, last = dotted.split(".")
@@ -75,6 +76,6 @@ def write_param(path: Path, dotted: str, value) -> None:
     for part in parents:
         target = target[part]
     target[last] = value
-    if yaml.safe_load(new) != expected:
+    if yaml_text(new) != expected:
         raise ParamsEditError(f"{path}: {dotted} is not a one-line value here: set it to {flow} by hand")
     write_text(path, new)

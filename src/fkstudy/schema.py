@@ -41,13 +41,13 @@ def dotted(loc: tuple) -> str:
 
 
 def _number_hint(value: Any, expected: str) -> str:
-    """YAML 1.1 reads `1e-3` (no dot) as a string: say so instead of a bare type error."""
+    """A number written in quotes: say so instead of a bare type error."""
     if isinstance(value, str) and expected in ("int", "float"):
         try:
             float(value)
         except ValueError:
             return ""
-        return " — a number in quotes, or YAML's `1e-3` (write 1.0e-3)"
+        return " — a number in quotes"
     return ""
 
 

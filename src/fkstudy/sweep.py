@@ -34,9 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import StudyError
+from .params import yaml_text
 from .params_edit import PARAMS, lookup, set_args, write_param
 from .review import revs
 
@@ -111,7 +110,7 @@ def load(repo: Path, name: str | None = None) -> dict[str, Sweep]:
     path = repo / SPEC
     if not path.is_file():
         raise SweepError(f"{path}: no sweeps declared (the file is missing)")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw = yaml_text(path.read_text(encoding="utf-8")) or {}
     sweeps = {n: parse(n, r) for n, r in raw.items()}
     if name is not None and name not in sweeps:
         raise SweepError(f"{SPEC}: no sweep {name!r} (declared: {', '.join(sweeps) or 'none'})")
@@ -151,7 +150,7 @@ def run(repo: Path, sweep: Sweep, jobs: int = 1, poll: float = 10.0) -> list[str
         revs.dvc(repo, "exp", "remove", *old)
         print(f"removed the earlier run of {sweep.name} on this commit: {', '.join(old)}", flush=True)
     t0 = time.monotonic()
-    params = yaml.safe_load((repo / PARAMS).read_text(encoding="utf-8"))
+    params = yaml_text((repo / PARAMS).read_text(encoding="utf-8"))
     names, copy = [], [a for path in untracked_inputs(repo, params) for a in ("--copy-paths", path)]
     earlier = set(queue_tasks(repo))
     for i, point in enumerate(sweep.points()):

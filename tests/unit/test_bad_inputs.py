@@ -170,8 +170,8 @@ def _params_file(tmp_path, text: str) -> Path:
      r"'cluster\.tsne_perplexity' must be a finite number, got nan"),
     (lambda t: t.replace("max_df: 1.0, ngram_max: 1, max_features: 5000, sublinear_tf", "max_df: .inf, ngram_max: 1, "
                          "max_features: 5000, sublinear_tf"), r"'text_features\.tfidf\.max_df' must be a finite number"),
-    (lambda t: t.replace("tsne_perplexity: 30", "tsne_perplexity: 3e1"),
-     r"'cluster\.tsne_perplexity' must be float, got '3e1' \(str\) — .*YAML's `1e-3` \(write 1\.0e-3\)"),
+    (lambda t: t.replace("tsne_perplexity: 30", "tsne_perplexity: '30'"),
+     r"'cluster\.tsne_perplexity' must be float, got '30' \(str\) — a number in quotes"),
     (lambda t: t.replace("seed: 42", "seed: 42\nseed: 7"), r"(?s)not valid YAML: .*duplicate key 'seed' \(first at line \d+\)"),
     (lambda t: t + "\n1: one\n", r"unknown key\(s\) \['1'\]"),
     (lambda t: t + "\nyes: true\n", r"unknown key\(s\) \['True'\]"),
@@ -183,6 +183,18 @@ def test_params_file_boundaries_not_covered_by_test_params(tmp_path, edit, messa
     assert edit(text) != text
     with pytest.raises(ParamsError, match=message):
         load_params(_params_file(tmp_path, edit(text)))
+
+
+def test_floats_read_as_dvc_writes_them(tmp_path):
+    """`dvc exp run -S` writes the value it sets with Python's float repr (YAML 1.2, ruamel): `2e-05`, which YAML 1.1
+    (PyYAML) reads as a string. It is a float here, as in DVC; a quoted number stays refused (the test above)."""
+    from dvc.utils.hydra import apply_overrides
+
+    path = _params_file(tmp_path, (ROOT / "params.yaml").read_text())
+    apply_overrides(str(path), ["fine_tune_text.lr=0.00002", "cluster.tsne_perplexity=3e1"])
+    assert "  lr: 2e-05 " in path.read_text() and "  tsne_perplexity: 30.0\n" in path.read_text()
+    p = load_params(path)
+    assert p.fine_tune_text.lr == 2e-05 and p.cluster.tsne_perplexity == 30.0
 
 
 def test_params_file_not_utf8(tmp_path):
