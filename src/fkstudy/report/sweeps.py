@@ -24,7 +24,8 @@ def blocks(results: list[dict]) -> list[Block]:
     for r in results:
         columns, rows = sweep.table(r)
         applied = r.get("applied", "not applied")
-        out += [Para(f"**{r['sweep']}**: {r['about']} (`{r['metric']}` over the seeds; "
+        noise = f" ± `{r['std'].split(':')[-1]}`" if r.get("std") else ""
+        out += [Para(f"**{r['sweep']}**: {r['about']} (`{r['metric']}`{noise}; "
                      f"baseline commit {r['baseline_commit'][:7]}). Applied: {applied}."),
                 Table(columns, rows)]
     return out
