@@ -27,7 +27,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import re
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -135,6 +137,22 @@ def queue_tasks(repo: Path) -> dict[str, tuple[str, str]]:
     return tasks
 
 
+def start_queue(repo: Path, jobs: int, env: dict | None = None) -> None:
+    """`dvc queue start -j JOBS`, returning as soon as the workers are launched; its output goes to
+    .dvc/tmp/queue-start.log. DVC launches each worker from a forked helper that keeps the caller's stdout
+    and stderr open until its worker exits, so a caller reading `queue start` through pipes waits for every
+    worker's exit, and for ever when a worker misses its shutdown (DVC's file broker, dvc#10428): a CI run
+    waited 30 min on a queue whose experiments had finished. Progress is read from `dvc queue status`."""
+    log = repo / ".dvc" / "tmp" / "queue-start.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as fh:
+        proc = subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)], cwd=repo,
+                              stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, timeout=600,
+                              env={**(os.environ if env is None else env), "DVC_NO_ANALYTICS": "1"})
+    if proc.returncode != 0:
+        raise SweepError(f"dvc queue start -j {jobs} failed (exit {proc.returncode}); its output: {log}")
+
+
 def untracked_inputs(repo: Path, params: dict) -> list[str]:
     """What a queued experiment's temp copy (.dvc/tmp/exps, git-tracked files only) also needs: the raw data
     folder, never committed (scripts/setup.sh links it), when params.yaml points inside the repository."""
@@ -158,7 +176,7 @@ def run(repo: Path, sweep: Sweep, jobs: int = 1, poll: float = 10.0) -> list[str
         revs.dvc(repo, "exp", "run", "--queue", "--name", name, *copy, *set_args(point, params), *sweep.targets)
         names.append(name)
         print(f"queued {name}: {json.dumps(point)}", flush=True)
-    revs.dvc(repo, "queue", "start", "-j", str(jobs))
+    start_queue(repo, jobs)
     while True:
         states = {name: state for task, (name, state) in queue_tasks(repo).items() if task not in earlier}
         pending = [n for n in names if states.get(n) in ("Queued", "Running")]
