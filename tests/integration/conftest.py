@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -57,3 +60,47 @@ def reproduced(small_repo) -> tuple[Path, str]:
     the repo and dvc's output. Tests that change the workspace work on a copy (see test_workflow)."""
     proc = run(["dvc", "repro"], small_repo)
     return small_repo, proc.stdout + proc.stderr
+
+
+QUEUE_STATES = re.compile(r"\b(Queued|Running)\b")
+
+
+def queue_status(repo: Path, env: dict) -> str:
+    return subprocess.run(["dvc", "queue", "status"], cwd=repo, env=env, capture_output=True, text=True,
+                          timeout=300).stdout
+
+
+def run_queue(repo: Path, env: dict, jobs: int, seconds: float = 1500) -> str:
+    """`dvc queue start -j JOBS` (fkstudy.sweep.start_queue: not through our pipes, which a worker's launcher
+    would hold until that worker exits), then `dvc queue status` until nothing is Queued or Running; the
+    final status. On timeout: the status and the tail of every worker's log, then the workers are stopped."""
+    from fkstudy.sweep import start_queue
+
+    start_queue(repo, jobs, env=env)
+    deadline = time.monotonic() + seconds
+    while QUEUE_STATES.search(status := queue_status(repo, env)):
+        if time.monotonic() > deadline:
+            logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+                             for p in sorted((repo / ".dvc/tmp/exps/celery").glob("*.out")))
+            stop_workers(repo)
+            raise AssertionError(f"queue not done after {seconds:.0f} s:\n{status}\n{logs}")
+        time.sleep(5)
+    return status
+
+
+def stop_workers(repo: Path) -> list[int]:
+    """Kill what is left of this repository's DVC queue workers (each with its launcher, one process group):
+    a worker that missed its shutdown would otherwise idle for ever after the test. The pids killed."""
+    killed = []
+    for pidfile in (repo / ".dvc/tmp/exps/celery").glob("*.pid"):
+        try:
+            pid = int(pidfile.read_text().strip())
+            group = os.getpgid(pid)
+        except (ValueError, ProcessLookupError):
+            continue
+        if group == os.getpgrp():   # never our own group
+            os.kill(pid, signal.SIGKILL)
+        else:
+            os.killpg(group, signal.SIGKILL)
+        killed.append(pid)
+    return killed

@@ -7,16 +7,16 @@ promote --alias challenger --yes` moves it explicitly, logged on the version and
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import mlflow
 import pytest
 
-from .conftest import run
+from .conftest import run, run_queue, stop_workers
 
 pytestmark = pytest.mark.integration
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
@@ -37,7 +37,8 @@ def main_repo(small_repo, tmp_path_factory) -> tuple[Path, dict]:
     run([*GIT, "add", "-A"], dest)
     run([*GIT, "commit", "-qm", "registered subset"], dest)
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{dest.parent / 'promotion.db'}", "DVC_EXP_NAME": ""}
-    return dest, env
+    yield dest, env
+    stop_workers(dest)
 
 
 def client(env: dict) -> mlflow.MlflowClient:
@@ -61,11 +62,7 @@ def champion_then_experiment(main_repo):
     # a queued experiment: its own fusion settings (never run before, so nothing comes from the run cache)
     run(["dvc", "exp", "run", "--queue", "register", "-n", EXP, "-S", "fusion.n_splits=3", "-S", "fusion.n_repeats=1"],
         repo, env=env)
-    run(["dvc", "queue", "start", "-j", "1"], repo, env=env)
-    deadline = time.monotonic() + 1500
-    while re.search(r"\b(Queued|Running)\b", status := run(["dvc", "queue", "status"], repo, env=env).stdout):
-        assert time.monotonic() < deadline, status
-        time.sleep(5)
+    status = run_queue(repo, {**os.environ, **env}, jobs=1)
     logs = run(["dvc", "queue", "logs", EXP], repo, env=env, check=False).stdout
     assert re.search(rf"{EXP}\s.*\bSuccess\b", status), f"{status}\n{logs[-4000:]}"
     assert "Running stage 'register'" in logs, logs[-4000:]

@@ -12,7 +12,7 @@ import sys
 import pytest
 import yaml
 
-from .conftest import run, set_params
+from .conftest import run, set_params, stop_workers
 from .test_workflow import GIT, experiments, ran_stages, wf_repo  # noqa: F401  (wf_repo: a fixture)
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,10 @@ def swept(wf_repo):  # noqa: F811
     set_params(wf_repo, {"pipeline.cluster": SETS, "cluster.tsne_perplexity": 10})
     (wf_repo / "sweeps.yaml").write_text(yaml.safe_dump(SWEEPS, sort_keys=False))
     run([*GIT, "commit", "-qam", "two cluster sets, the test's sweeps"], wf_repo)
-    return {name: fkstudy(wf_repo, "sweep", "run", name).stdout for name in SWEEPS}
+    try:
+        return {name: fkstudy(wf_repo, "sweep", "run", name).stdout for name in SWEEPS}
+    finally:
+        stop_workers(wf_repo)   # `sweep run` returns when its experiments are done, not when the workers exit
 
 
 def shown(repo) -> dict:

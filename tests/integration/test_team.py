@@ -43,7 +43,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from .conftest import set_params
+from .conftest import run_queue, set_params, stop_workers
 from .test_postgres_mlflow import Postgres, free_port, postgres_bindir
 from .test_workflow import dotted, downstream, experiments, feeds, lock_stages, param_readers, ran_stages
 
@@ -354,11 +354,10 @@ def queued(clone_b, servers) -> dict:
     for name, value in QUEUED.items():
         sh(["dvc", "exp", "run", "--queue", *targets, "-n", name, "-S", f"{QUEUE_PARAM}={value}"], repo, env)
     t0 = time.perf_counter()
-    sh(["dvc", "queue", "start", "-j", "2"], repo, env)
-    deadline = time.monotonic() + 1500
-    while re.search(r"\b(Queued|Running)\b", status := sh(["dvc", "queue", "status"], repo, env).stdout):
-        assert time.monotonic() < deadline, status
-        time.sleep(5)
+    try:
+        status = run_queue(repo, env, jobs=2)
+    finally:
+        stop_workers(repo)
     logs = {n: sh(["dvc", "queue", "logs", n], repo, env, check=False).stdout for n in QUEUED}
     return {"before": before, "status": status, "logs": logs, "targets": targets, "experiment": experiment,
             "seconds": time.perf_counter() - t0}

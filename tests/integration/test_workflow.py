@@ -17,13 +17,14 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
 
-from .conftest import ROOT, run
+from .conftest import ROOT, run, run_queue, stop_workers
 
 pytestmark = pytest.mark.integration
 PARAM = "fusion.n_splits"
@@ -100,7 +101,7 @@ def store_env(path: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def wf_repo(reproduced, tmp_path_factory) -> Path:
+def wf_repo(reproduced, tmp_path_factory) -> Iterator[Path]:
     """The reproduced subset repo copied and committed (dvc.lock, metrics, plots): a baseline like a
     real checkout. The copy shares the DVC cache; the session's repo is left untouched."""
     src, _ = reproduced
@@ -111,7 +112,8 @@ def wf_repo(reproduced, tmp_path_factory) -> Path:
     run([*GIT, "add", "-A"], dest)
     run([*GIT, "commit", "-qm", "reproduced subset"], dest)
     assert run(["git", "status", "--porcelain"], dest).stdout.strip() == ""
-    return dest
+    yield dest
+    stop_workers(dest)
 
 
 @pytest.fixture(scope="module")
@@ -192,10 +194,6 @@ def test_plots_diff_renders_every_declared_plot(wf_repo, workspace_exp, tmp_path
     assert f'"rev": "{name}"' in html and '"rev": "HEAD"' in html
 
 
-def queue_status(repo: Path, env: dict) -> str:
-    return run(["dvc", "queue", "status"], repo, env=env).stdout
-
-
 def test_queued_experiments_in_parallel_share_one_tracking_store(wf_repo, workspace_exp):
     """Two experiments queued and run by `dvc queue start -j 2` in temp copies under .dvc/tmp/exps,
     both writing to one fresh SQLite store (nobody created it beforehand): both succeed, each
@@ -210,11 +208,7 @@ def test_queued_experiments_in_parallel_share_one_tracking_store(wf_repo, worksp
     for name, value in queued.items():
         run(["dvc", "exp", "run", "--queue", *targets, "-n", name, "-S", f"{PARAM}={value}"], wf_repo, env=env)
     t0 = time.perf_counter()
-    run(["dvc", "queue", "start", "-j", "2"], wf_repo, env=env)
-    deadline = time.monotonic() + 1500
-    while re.search(r"\b(Queued|Running)\b", status := queue_status(wf_repo, env)):
-        assert time.monotonic() < deadline, status
-        time.sleep(5)
+    status = run_queue(wf_repo, {**os.environ, **env}, jobs=2)
     seconds = time.perf_counter() - t0
     logs = {n: run(["dvc", "queue", "logs", n], wf_repo, env=env, check=False).stdout for n in queued}
     for name in queued:
