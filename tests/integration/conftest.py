@@ -73,30 +73,58 @@ def queue_status(repo: Path, env: dict) -> str:
 def run_queue(repo: Path, env: dict, jobs: int, seconds: float = 1500) -> str:
     """`dvc queue start -j JOBS` (fkstudy.sweep.start_queue: not through our pipes, which a worker's launcher
     would hold until that worker exits), then `dvc queue status` until nothing is Queued or Running; the
-    final status. On timeout: the status and the tail of every worker's log, then the workers are stopped."""
+    final status. On timeout: the status and what the stuck queue shows (queue_evidence), workers stopped."""
     from fkstudy.sweep import start_queue
 
     start_queue(repo, jobs, env=env)
     deadline = time.monotonic() + seconds
     while QUEUE_STATES.search(status := queue_status(repo, env)):
         if time.monotonic() > deadline:
-            logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
-                             for p in sorted((repo / ".dvc/tmp/exps/celery").glob("*.out")))
-            stop_workers(repo)
-            raise AssertionError(f"queue not done after {seconds:.0f} s:\n{status}\n{logs}")
+            raise AssertionError(f"queue not done after {seconds:.0f} s:\n{status}\n{queue_evidence(repo, env, status)}")
         time.sleep(5)
     return status
+
+
+def queue_evidence(repo: Path, env: dict, status: str) -> str:
+    """What a stuck queue leaves to read, gathered before its workers are killed: each worker's log, the
+    output of every experiment still Running, and the processes of each worker's group."""
+    parts = [f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+             for p in sorted((repo / ".dvc/tmp/exps/celery").glob("*.out"))]
+    for line in status.splitlines():
+        cols = line.split()
+        if len(cols) >= 3 and cols[-1] == "Running":
+            out = subprocess.run(["dvc", "queue", "logs", cols[1]], cwd=repo, env=env, capture_output=True,
+                                 text=True, timeout=120).stdout
+            parts.append(f"--- dvc queue logs {cols[1]}\n{out[-3000:]}")
+    ps = subprocess.run(["ps", "-eo", "pid,pgid,etime,stat,args", "--forest"], capture_output=True, text=True).stdout
+    groups = {str(os.getpgid(pid)) for pid in _worker_pids(repo)}
+    parts.append("--- worker process groups\n" + "\n".join(
+        line for line in ps.splitlines() if len(line.split()) > 1 and line.split()[1] in groups))
+    stop_workers(repo)
+    return "\n".join(parts)
+
+
+def _worker_pids(repo: Path) -> list[int]:
+    """The live queue workers of repo's pid files (a pid reused by another process since is left alone)."""
+    pids = []
+    for pidfile in (repo / ".dvc/tmp/exps/celery").glob("*.pid"):
+        try:
+            pid = int(pidfile.read_text().strip())
+            if b"queue-worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                pids.append(pid)
+        except (ValueError, OSError):
+            continue
+    return pids
 
 
 def stop_workers(repo: Path) -> list[int]:
     """Kill what is left of this repository's DVC queue workers (each with its launcher, one process group):
     a worker that missed its shutdown would otherwise idle for ever after the test. The pids killed."""
     killed = []
-    for pidfile in (repo / ".dvc/tmp/exps/celery").glob("*.pid"):
+    for pid in _worker_pids(repo):
         try:
-            pid = int(pidfile.read_text().strip())
             group = os.getpgid(pid)
-        except (ValueError, ProcessLookupError):
+        except ProcessLookupError:
             continue
         if group == os.getpgrp():   # never our own group
             os.kill(pid, signal.SIGKILL)
