@@ -27,15 +27,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import re
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import exp_queue
 from .errors import StudyError
 from .params import yaml_text
 from .params_edit import PARAMS, lookup, set_args, write_param
@@ -125,34 +124,6 @@ def _ours(sweep: Sweep, names) -> list[str]:
     return [n for n in names if n and pattern.match(n)]
 
 
-def queue_tasks(repo: Path) -> dict[str, tuple[str, str]]:
-    """{task rev: (experiment name, Queued | Running | Success | Failed)} from `dvc queue status` (a name may
-    appear more than once: tasks of earlier runs stay listed until `dvc queue remove`)."""
-    out = revs.dvc(repo, "queue", "status").stdout
-    tasks = {}
-    for line in out.splitlines():
-        cols = line.split()
-        if len(cols) >= 3 and cols[-1] in ("Queued", "Running", "Success", "Failed"):
-            tasks[cols[0]] = (cols[1], cols[-1])
-    return tasks
-
-
-def start_queue(repo: Path, jobs: int, env: dict | None = None) -> None:
-    """`dvc queue start -j JOBS`, returning as soon as the workers are launched; its output goes to
-    .dvc/tmp/queue-start.log. DVC launches each worker from a forked helper that keeps the caller's stdout
-    and stderr open until its worker exits, so a caller reading `queue start` through pipes waits for every
-    worker's exit, and for ever when a worker misses its shutdown (DVC's file broker, dvc#10428): a CI run
-    waited 30 min on a queue whose experiments had finished. Progress is read from `dvc queue status`."""
-    log = repo / ".dvc" / "tmp" / "queue-start.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as fh:
-        proc = subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)], cwd=repo,
-                              stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, timeout=600,
-                              env={**(os.environ if env is None else env), "DVC_NO_ANALYTICS": "1"})
-    if proc.returncode != 0:
-        raise SweepError(f"dvc queue start -j {jobs} failed (exit {proc.returncode}); its output: {log}")
-
-
 def untracked_inputs(repo: Path, params: dict) -> list[str]:
     """What a queued experiment's temp copy (.dvc/tmp/exps, git-tracked files only) also needs: the raw data
     folder, never committed (scripts/setup.sh links it), when params.yaml points inside the repository."""
@@ -170,20 +141,16 @@ def run(repo: Path, sweep: Sweep, jobs: int = 1, poll: float = 10.0) -> list[str
     t0 = time.monotonic()
     params = yaml_text((repo / PARAMS).read_text(encoding="utf-8"))
     names, copy = [], [a for path in untracked_inputs(repo, params) for a in ("--copy-paths", path)]
-    earlier = set(queue_tasks(repo))
+    earlier = set(exp_queue.tasks(exp_queue.status(repo)))
     for i, point in enumerate(sweep.points()):
         name = sweep.exp_name(i)
         revs.dvc(repo, "exp", "run", "--queue", "--name", name, *copy, *set_args(point, params), *sweep.targets)
         names.append(name)
         print(f"queued {name}: {json.dumps(point)}", flush=True)
-    start_queue(repo, jobs)
-    while True:
-        states = {name: state for task, (name, state) in queue_tasks(repo).items() if task not in earlier}
-        pending = [n for n in names if states.get(n) in ("Queued", "Running")]
-        failed = [n for n in names if states.get(n) == "Failed"]
-        if not pending or failed:
-            break
-        time.sleep(poll)
+    exp_queue.start(repo, jobs)
+    states, _ = exp_queue.wait(repo, jobs, names, ignore=earlier, poll=poll)
+    pending = [n for n in names if states.get(n) in ("Queued", "Running")]
+    failed = [n for n in names if states.get(n) == "Failed"]
     if failed:   # stop early: the other points would most likely fail the same way
         if queued := [n for n in pending if states.get(n) == "Queued"]:
             revs.dvc(repo, "queue", "remove", *queued)
