@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -62,26 +60,24 @@ def reproduced(small_repo) -> tuple[Path, str]:
     return small_repo, proc.stdout + proc.stderr
 
 
-QUEUE_STATES = re.compile(r"\b(Queued|Running)\b")
-
-
 def queue_status(repo: Path, env: dict) -> str:
-    return subprocess.run(["dvc", "queue", "status"], cwd=repo, env=env, capture_output=True, text=True,
-                          timeout=300).stdout
+    from fkstudy import exp_queue
+
+    return exp_queue.status(repo, env)
 
 
 def run_queue(repo: Path, env: dict, jobs: int, seconds: float = 1500) -> str:
-    """`dvc queue start -j JOBS` (fkstudy.sweep.start_queue: not through our pipes, which a worker's launcher
-    would hold until that worker exits), then `dvc queue status` until nothing is Queued or Running; the
-    final status. On timeout: the status and what the stuck queue shows (queue_evidence), workers stopped."""
-    from fkstudy.sweep import start_queue
+    """fkstudy.exp_queue: `dvc queue start -j JOBS` (not through our pipes, which a worker's launcher would hold
+    until that worker exits), then `dvc queue status` until nothing is Queued or Running (a stalled queue is
+    started again); the final status. On timeout: what the stuck queue shows (queue_evidence), workers stopped."""
+    from fkstudy import exp_queue
 
-    start_queue(repo, jobs, env=env)
-    deadline = time.monotonic() + seconds
-    while QUEUE_STATES.search(status := queue_status(repo, env)):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"queue not done after {seconds:.0f} s:\n{status}\n{queue_evidence(repo, env, status)}")
-        time.sleep(5)
+    exp_queue.start(repo, jobs, env=env)
+    try:
+        _, status = exp_queue.wait(repo, jobs, poll=5, seconds=seconds, env=env)
+    except exp_queue.QueueError as exc:
+        status = queue_status(repo, env)
+        raise AssertionError(f"{exc}:\n{status}\n{queue_evidence(repo, env, status)}") from None
     return status
 
 

@@ -1,4 +1,4 @@
-"""`fkstudy.sweep.start_queue` returns while the queue still works, and the queue helpers the integration
+"""`fkstudy.exp_queue.start` returns while the queue still works, and the queue helpers the integration
 tests share (run_queue, stop_workers) wait for the experiment and leave no worker behind.
 
 DVC launches each queue worker from a forked helper that keeps the caller's stdout/stderr open until the
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fkstudy.sweep import start_queue
+from fkstudy.exp_queue import start as start_queue
 
 from .conftest import queue_status, run_queue, stop_workers
 
@@ -73,3 +73,17 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"   # a zombie has exited; only its parent's wait is missing
+
+
+def test_wait_starts_the_workers_again_when_tasks_wait_with_none_running(gated_repo):
+    """No worker at all (as when the last one shut down while the task arrived): wait() starts them."""
+    from fkstudy import exp_queue
+
+    repo, go = gated_repo
+    go.touch()
+    dvc(repo, "exp", "run", "--queue", "-n", "orphan-exp", "-S", "x=3")
+    said = []
+    states, status = exp_queue.wait(repo, 1, ["orphan-exp"], poll=1, seconds=300, stall_polls=2,
+                                    log=lambda msg, **_: said.append(msg))
+    assert states == {"orphan-exp": "Success"}, status
+    assert len(said) == 1 and "starting the workers again" in said[0], said
