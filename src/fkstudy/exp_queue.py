@@ -6,9 +6,9 @@
   ever when a worker hangs or misses its shutdown on DVC's file broker (dvc#10428): a CI run waited 30 min
   there. Its output goes to .dvc/tmp/queue-start.log instead.
 - `tasks`: the task states `dvc queue status` prints.
-- `wait`: poll until the tasks are done. Tasks left Queued with nothing Running for a few polls have no
-  worker to take them (one shut down as they arrived, dvc#10562): the workers are started again, as a user
-  would; DVC adds none while its -j workers are alive.
+- `wait`: poll until the tasks are done. Tasks left Queued, nothing Running and no worker process alive
+  (`workers`) for a few polls in a row have no worker to take them (the last one shut down as they arrived,
+  dvc#10562): the workers are started again, as a user would.
 """
 from __future__ import annotations
 
@@ -63,6 +63,21 @@ def tasks(text: str) -> dict[str, tuple[str, str]]:
     return found
 
 
+def workers(repo: Path) -> list[int]:
+    """The live queue workers of the repository (from DVC's pid files; a pid since reused by another process
+    is not one). Linux only (/proc): elsewhere every pid file's process counts as alive."""
+    found = []
+    for pidfile in (repo / ".dvc" / "tmp" / "exps" / "celery").glob("*.pid"):
+        try:
+            pid = int(pidfile.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline")
+            if not Path("/proc/self").exists() or b"queue-worker" in cmdline.read_bytes():
+                found.append(pid)
+        except (ValueError, OSError):
+            continue
+    return found
+
+
 def wait(repo: Path, jobs: int, names: list[str] | None = None, ignore: set[str] = frozenset(),
          poll: float = 10.0, seconds: float | None = None, stall_polls: int = 3, env: dict | None = None,
          log=print) -> tuple[dict[str, str], str]:
@@ -80,10 +95,10 @@ def wait(repo: Path, jobs: int, names: list[str] | None = None, ignore: set[str]
         if not pending or "Failed" in mine.values():
             return mine, text
         running = any(state == "Running" for _, state in all_tasks.values())
-        stalled = 0 if running else stalled + 1
+        stalled = 0 if running or workers(repo) else stalled + 1
         if stalled >= stall_polls:
-            log(f"queue: {len(pending)} task(s) Queued and none Running for {stall_polls} polls: starting the "
-                f"workers again", flush=True)
+            log(f"queue: {len(pending)} task(s) Queued, none Running and no worker for {stall_polls} polls: "
+                f"starting the workers again", flush=True)
             start(repo, jobs, env)
             stalled = 0
         if deadline is not None and time.monotonic() > deadline:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench import _repo
+from fkstudy import exp_queue
 from bench._repo import CSV, ROOT, SMALL_PARAMS, copy_repo, git_commit_all, set_params  # noqa: F401  (tests import them from here)
 
 
@@ -61,8 +62,6 @@ def reproduced(small_repo) -> tuple[Path, str]:
 
 
 def queue_status(repo: Path, env: dict) -> str:
-    from fkstudy import exp_queue
-
     return exp_queue.status(repo, env)
 
 
@@ -70,8 +69,6 @@ def run_queue(repo: Path, env: dict, jobs: int, seconds: float = 1500) -> str:
     """fkstudy.exp_queue: `dvc queue start -j JOBS` (not through our pipes, which a worker's launcher would hold
     until that worker exits), then `dvc queue status` until nothing is Queued or Running (a stalled queue is
     started again); the final status. On timeout: what the stuck queue shows (queue_evidence), workers stopped."""
-    from fkstudy import exp_queue
-
     exp_queue.start(repo, jobs, env=env)
     try:
         _, status = exp_queue.wait(repo, jobs, poll=5, seconds=seconds, env=env)
@@ -93,31 +90,23 @@ def queue_evidence(repo: Path, env: dict, status: str) -> str:
                                  text=True, timeout=120).stdout
             parts.append(f"--- dvc queue logs {cols[1]}\n{out[-3000:]}")
     ps = subprocess.run(["ps", "-eo", "pid,pgid,etime,stat,args", "--forest"], capture_output=True, text=True).stdout
-    groups = {str(os.getpgid(pid)) for pid in _worker_pids(repo)}
+    groups = set()
+    for pid in exp_queue.workers(repo):
+        try:
+            groups.add(str(os.getpgid(pid)))
+        except ProcessLookupError:
+            pass
     parts.append("--- worker process groups\n" + "\n".join(
         line for line in ps.splitlines() if len(line.split()) > 1 and line.split()[1] in groups))
     stop_workers(repo)
     return "\n".join(parts)
 
 
-def _worker_pids(repo: Path) -> list[int]:
-    """The live queue workers of repo's pid files (a pid reused by another process since is left alone)."""
-    pids = []
-    for pidfile in (repo / ".dvc/tmp/exps/celery").glob("*.pid"):
-        try:
-            pid = int(pidfile.read_text().strip())
-            if b"queue-worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                pids.append(pid)
-        except (ValueError, OSError):
-            continue
-    return pids
-
-
 def stop_workers(repo: Path) -> list[int]:
     """Kill what is left of this repository's DVC queue workers (each with its launcher, one process group):
     a worker that missed its shutdown would otherwise idle for ever after the test. The pids killed."""
     killed = []
-    for pid in _worker_pids(repo):
+    for pid in exp_queue.workers(repo):
         try:
             group = os.getpgid(pid)
         except ProcessLookupError:
