@@ -12,13 +12,13 @@
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from .errors import StudyError
+from .review import revs
 
 STATES = ("Queued", "Running", "Success", "Failed")
 START_LOG = Path(".dvc") / "tmp" / "queue-start.log"
@@ -28,10 +28,6 @@ class QueueError(StudyError):
     """`dvc queue` failed, or its tasks did not finish in time."""
 
 
-def _env(env: dict | None) -> dict:
-    return {**(os.environ if env is None else env), "DVC_NO_ANALYTICS": "1"}
-
-
 def start(repo: Path, jobs: int, env: dict | None = None) -> None:
     """`dvc queue start -j JOBS` without our pipes (see the module's docstring); returns when they are launched."""
     log = repo / START_LOG
@@ -39,17 +35,13 @@ def start(repo: Path, jobs: int, env: dict | None = None) -> None:
     with open(log, "ab") as fh:
         proc = subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "-j", str(jobs)], cwd=repo,
                               stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, timeout=600,
-                              env=_env(env))
+                              env=revs.dvc_env(env))
     if proc.returncode != 0:
         raise QueueError(f"dvc queue start -j {jobs} failed (exit {proc.returncode}); its output: {log}")
 
 
 def status(repo: Path, env: dict | None = None) -> str:
-    proc = subprocess.run([sys.executable, "-m", "dvc", "queue", "status"], cwd=repo, capture_output=True,
-                          text=True, timeout=300, env=_env(env))
-    if proc.returncode != 0:
-        raise QueueError(f"dvc queue status failed in {repo}: {proc.stderr.strip().splitlines()[-1:]}")
-    return proc.stdout
+    return revs.dvc(repo, "queue", "status", env=env).stdout
 
 
 def tasks(text: str) -> dict[str, tuple[str, str]]:

@@ -61,10 +61,6 @@ def reproduced(small_repo) -> tuple[Path, str]:
     return small_repo, proc.stdout + proc.stderr
 
 
-def queue_status(repo: Path, env: dict) -> str:
-    return exp_queue.status(repo, env)
-
-
 def run_queue(repo: Path, env: dict, jobs: int, seconds: float = 1500) -> str:
     """fkstudy.exp_queue: `dvc queue start -j JOBS` (not through our pipes, which a worker's launcher would hold
     until that worker exits), then `dvc queue status` until nothing is Queued or Running (a stalled queue is
@@ -73,7 +69,7 @@ def run_queue(repo: Path, env: dict, jobs: int, seconds: float = 1500) -> str:
     try:
         _, status = exp_queue.wait(repo, jobs, poll=5, seconds=seconds, env=env)
     except exp_queue.QueueError as exc:
-        status = queue_status(repo, env)
+        status = exp_queue.status(repo, env)
         raise AssertionError(f"{exc}:\n{status}\n{queue_evidence(repo, env, status)}") from None
     return status
 
@@ -83,12 +79,11 @@ def queue_evidence(repo: Path, env: dict, status: str) -> str:
     output of every experiment still Running, and the processes of each worker's group."""
     parts = [f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
              for p in sorted((repo / ".dvc/tmp/exps/celery").glob("*.out"))]
-    for line in status.splitlines():
-        cols = line.split()
-        if len(cols) >= 3 and cols[-1] == "Running":
-            out = subprocess.run(["dvc", "queue", "logs", cols[1]], cwd=repo, env=env, capture_output=True,
+    for name, state in exp_queue.tasks(status).values():
+        if state == "Running":
+            out = subprocess.run(["dvc", "queue", "logs", name], cwd=repo, env=env, capture_output=True,
                                  text=True, timeout=120).stdout
-            parts.append(f"--- dvc queue logs {cols[1]}\n{out[-3000:]}")
+            parts.append(f"--- dvc queue logs {name}\n{out[-3000:]}")
     ps = subprocess.run(["ps", "-eo", "pid,pgid,etime,stat,args", "--forest"], capture_output=True, text=True).stdout
     groups = set()
     for pid in exp_queue.workers(repo):

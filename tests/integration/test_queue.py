@@ -4,7 +4,7 @@ tests share (run_queue, stop_workers) wait for the experiment and leave no worke
 DVC launches each queue worker from a forked helper that keeps the caller's stdout/stderr open until the
 worker exits; a caller that captured `dvc queue start` therefore waited for the workers, and for 30 min
 in CI when one never got its shutdown. Here the experiment's stage blocks until the test creates a file,
-so `start_queue` can only return before it finishes if it does not wait for the workers."""
+so `exp_queue.start` can only return before it finishes if it does not wait for the workers."""
 from __future__ import annotations
 
 import os
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from fkstudy.exp_queue import start as start_queue
+from fkstudy import exp_queue
 
-from .conftest import queue_status, run_queue, stop_workers
+from .conftest import run_queue, stop_workers
 
 pytestmark = pytest.mark.integration
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
@@ -51,8 +51,8 @@ def test_start_queue_returns_while_the_experiment_still_runs(gated_repo):
     repo, go = gated_repo
     dvc(repo, "exp", "run", "--queue", "-n", "gated-exp", "-S", "x=2")
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    start_queue(repo, 1, env=env)
-    status = queue_status(repo, env)
+    exp_queue.start(repo, 1, env=env)
+    status = exp_queue.status(repo, env)
     assert "gated-exp" in status and "Success" not in status, status   # the stage cannot have finished
     go.touch()
     status = run_queue(repo, env, jobs=1, seconds=300)   # a second start finds the worker busy and adds none
@@ -77,8 +77,6 @@ def _alive(pid: int) -> bool:
 
 def test_wait_starts_the_workers_again_when_tasks_wait_with_none_running(gated_repo):
     """No worker at all (as when the last one shut down while the task arrived): wait() starts them."""
-    from fkstudy import exp_queue
-
     repo, go = gated_repo
     go.touch()
     dvc(repo, "exp", "run", "--queue", "-n", "orphan-exp", "-S", "x=3")

@@ -129,11 +129,15 @@ def read_lock(repo: Path, rev: Rev) -> dict:
     return (yaml.safe_load(text) or {}) if text else {}
 
 
-def dvc(repo: Path, *args: str) -> subprocess.CompletedProcess:
+def dvc_env(env: dict | None = None) -> dict:
+    """The environment every dvc command of ours runs in: `env` (default: ours) without DVC's analytics."""
+    return {**(os.environ if env is None else env), "DVC_NO_ANALYTICS": "1"}
+
+
+def dvc(repo: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """`dvc <args>` with this interpreter's DVC, no analytics, in the repository."""
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True, env=env,
-                          check=False)
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True,
+                          env=dvc_env(env), check=False)
     if proc.returncode != 0:
         lines = [line.strip() for line in proc.stderr.strip().splitlines() if line.strip()]
         errors = [line for line in lines if line.startswith("ERROR")]   # not DVC's closing "Having any troubles?"
