@@ -36,6 +36,12 @@ SMALL_PARAMS = {
     "train.augment.views": 1,
     "train.fine_tune.epochs": 1,   # fine_tune@vgg16: one end-to-end epoch on the subset's photos
     "fine_tune_text.epochs": 2,    # fine_tune_text@bert: two epochs of 84 examples (42 products x 2 views)
+    # fusion re-runs in most workflow tests (the param they sweep, the experiment they queue): one CV repeat and a
+    # 3-point C grid for its heads, one CV repeat for text_classifier — the same code paths (both targets, every
+    # candidate, calibration on out-of-fold probabilities), half the fits
+    "fusion.n_repeats": 1,
+    "fusion.head.C": [0.1, 1.0, 10.0],
+    "text_classifier.n_repeats": 1,
     # every extractor runs, the optional download-only ones too (random-init here: their code paths stay covered);
     # training on one Keras backbone with real weights, one torch, one random-init (the same code paths as all
     # five), multi-seed on one: ~8 stage processes fewer in CI
