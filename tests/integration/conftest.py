@@ -85,27 +85,30 @@ def queue_evidence(repo: Path, env: dict, status: str) -> str:
                                  text=True, timeout=120).stdout
             parts.append(f"--- dvc queue logs {name}\n{out[-3000:]}")
     ps = subprocess.run(["ps", "-eo", "pid,pgid,etime,stat,args", "--forest"], capture_output=True, text=True).stdout
-    groups = set()
-    for pid in exp_queue.workers(repo):
-        try:
-            groups.add(str(os.getpgid(pid)))
-        except ProcessLookupError:
-            pass
+    groups = {str(g) for g in worker_groups(repo).values()}
     parts.append("--- worker process groups\n" + "\n".join(
         line for line in ps.splitlines() if len(line.split()) > 1 and line.split()[1] in groups))
     stop_workers(repo)
     return "\n".join(parts)
 
 
+def worker_groups(repo: Path) -> dict[int, int]:
+    """{pid: process group} of this repository's live DVC queue workers (exp_queue.workers; one gone since is
+    left out)."""
+    groups = {}
+    for pid in exp_queue.workers(repo):
+        try:
+            groups[pid] = os.getpgid(pid)
+        except ProcessLookupError:
+            continue
+    return groups
+
+
 def stop_workers(repo: Path) -> list[int]:
     """Kill what is left of this repository's DVC queue workers (each with its launcher, one process group):
     a worker that missed its shutdown would otherwise idle for ever after the test. The pids killed."""
     killed = []
-    for pid in exp_queue.workers(repo):
-        try:
-            group = os.getpgid(pid)
-        except ProcessLookupError:
-            continue
+    for pid, group in worker_groups(repo).items():
         if group == os.getpgrp():   # never our own group
             os.kill(pid, signal.SIGKILL)
         else:
