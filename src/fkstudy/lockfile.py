@@ -19,9 +19,9 @@ import shutil
 import sys
 from pathlib import Path
 
-import yaml
 
 from .files import write_text
+from .params import dvc_yaml
 from .pipeline import stages as defined_stages
 
 _TOP = re.compile(r"^  (\S[^:]*):\s*$")
@@ -30,7 +30,7 @@ _TOP = re.compile(r"^  (\S[^:]*):\s*$")
 def stale(root: str | Path = ".") -> dict[str, list[str]]:
     """{stage in dvc.lock that dvc.yaml does not define: its outputs that no defined stage declares}."""
     root = Path(root)
-    lock = (yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8")) or {}).get("stages", {})
+    lock = (dvc_yaml((root / "dvc.lock").read_text(encoding="utf-8")) or {}).get("stages", {})
     defined = defined_stages(root)
     declared = {p for name in defined if name in lock for p in _outs(lock[name])}
     return {name: [p for p in _outs(entry) if p not in declared]
@@ -63,7 +63,7 @@ def prune(root: str | Path = ".") -> dict[str, list[str]]:
     path = root / "dvc.lock"
     text = path.read_text(encoding="utf-8")
     new = without(text, set(found))
-    if set(yaml.safe_load(new)["stages"]) != set(yaml.safe_load(text)["stages"]) - set(found):
+    if set(dvc_yaml(new)["stages"]) != set(dvc_yaml(text)["stages"]) - set(found):
         raise RuntimeError(f"{path}: could not cut the entries of {sorted(found)} cleanly; nothing written")
     for outs in found.values():
         for rel in outs:

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from .errors import StudyError
+from .params import dvc_yaml, yaml_text
 
 _WHOLE = re.compile(r"^\$\{\s*([^}]+?)\s*\}$")
 _PART = re.compile(r"\$\{\s*([^}]+?)\s*\}")
@@ -86,8 +87,8 @@ def stages(root: str | Path = ".", placeholders: bool = False) -> dict[str, dict
     plus `<group>@_` for a group whose lists are empty (see _expand)."""
     root = Path(root)
     try:
-        spec = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")) or {}
-        ctx = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8")) or {}
+        spec = dvc_yaml((root / "dvc.yaml").read_text(encoding="utf-8")) or {}
+        ctx = yaml_text((root / "params.yaml").read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise PipelineError(f"{root}: cannot read dvc.yaml / params.yaml ({exc})") from None
     for block in spec.get("vars", []) or []:

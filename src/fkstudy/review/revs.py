@@ -15,9 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from ..errors import StudyError
+from ..params import dvc_yaml
 
 WORKSPACE = "workspace"
 DEFAULT_BRANCHES = ("main", "origin/main", "master", "origin/master")
@@ -126,7 +125,7 @@ def read_at(repo: Path, rev: Rev, path: str) -> str | None:
 
 def read_lock(repo: Path, rev: Rev) -> dict:
     text = read_at(repo, rev, "dvc.lock")
-    return (yaml.safe_load(text) or {}) if text else {}
+    return (dvc_yaml(text) or {}) if text else {}
 
 
 def dvc_env(env: dict | None = None) -> dict:
