@@ -37,7 +37,7 @@ def main(argv=None) -> None:
     files.save_features(paths.augmented(backbone), X, view_ids,
                         {"backbone": backbone, "views_per_image": a.views, "augment": a.model_dump(), "seed": seed,
                          "input_size": method_params.input_size,
-                         "n_source_images": int(len(views) // a.views), **rec})
+                         "n_source_images": int(len(views) // a.views), **rec}, **ctx.arrays)
     stage.write_timings("augment", backbone, n_views=len(views),
                         images_per_second=len(views) / max(stage.timings["extract_seconds"], 1e-9))
     log.info("augment %s: %d train photos x %d views -> X %s", backbone, len(views) // a.views, a.views, X.shape)

@@ -7,7 +7,9 @@ trained head (models/train/<backbone>_augmented/head.keras) instead of refitting
 blocks 1-4) run ONCE, on the val photos and on the train photos plus a fixed set of their augmented views (the
 very views of the `augment` stage: fkstudy.image.augment, `train.augment.*`, `seed`); block5 + head train on those
 cached block-4 activations, epoch e on the photos or one view set in turn — fixed views, not fresh augmentation
-every epoch (fkstudy.train.fine_tune).
+every epoch (fkstudy.train.fine_tune). Those activations are the ones deep_features@<backbone> and augment@<backbone>
+stored (`deep_features.<backbone>.activations_at`: the input of block5_conv1) when they match the cut; otherwise
+the frozen blocks run here — the same numbers either way.
 """
 import _bootstrap  # noqa: F401
 
@@ -26,7 +28,8 @@ def main(argv=None) -> None:
 
     def fit(d, cfg, seed, **photos):
         head = fine_tune.load_start_head(start, d.classes, f"dvc repro train@{backbone}-{fine_tune.START_HEAD}")
-        return fine_tune.fine_tune_classifier(backbone, d, cfg, seed, head=head, **photos)
+        cached = fine_tune.load_cached(paths.features("image", backbone), paths.augmented(backbone), cfg.augment, seed)
+        return fine_tune.fine_tune_classifier(backbone, d, cfg, seed, head=head, cached=cached, **photos)
 
     train.run(backbone, "finetuned", fit)
 

@@ -152,11 +152,24 @@ def save_keras(model, path: str | os.PathLike) -> None:
         tmp.write_bytes(reproducible_zip(tmp.read_bytes(), undated))
 
 
-def save_features(path: str | os.PathLike, X: np.ndarray, ids, meta: dict) -> None:
+def save_features(path: str | os.PathLike, X: np.ndarray, ids, meta: dict, **arrays: np.ndarray) -> None:
+    """X [n, d] float32 with its ids and meta; `arrays`: side arrays of n float32 rows each stored beside them
+    (e.g. a backbone's `activations` at an inner layer), read by name with load_npz and ignored by
+    load_features."""
     X = np.asarray(X, dtype=np.float32)
     ids = np.asarray([str(i) for i in ids])
     _check_features(X, ids, str(path))
-    save_npz(path, X=X, ids=ids, meta=np.asarray(json.dumps(meta, sort_keys=True, default=_json_default)))
+    for name, a in arrays.items():
+        if name in ("X", "ids", "meta") or a.dtype != np.float32 or len(a) != len(X):
+            raise FeatureFileError(f"{path}: side array {name!r} must be float32 with {len(X)} rows and not be "
+                                   f"named X, ids or meta (got {a.dtype} {a.shape})")
+    save_npz(path, X=X, ids=ids, meta=np.asarray(json.dumps(meta, sort_keys=True, default=_json_default)), **arrays)
+
+
+def npz_names(path: str | os.PathLike) -> list[str]:
+    """The array names an .npz holds (its zip directory only: no array is read)."""
+    with zipfile.ZipFile(path) as zf:
+        return [n.removesuffix(".npy") for n in zf.namelist()]
 
 
 def _check_features(X: np.ndarray, ids: np.ndarray, where: str) -> None:

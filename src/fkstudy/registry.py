@@ -58,6 +58,8 @@ class Context:
               split; None = every row (`text_features.fit_on: all`, never for a supervised stage)
     weights   the pretrained-weights policy (fkstudy.image.weights.WeightsPolicy) for pretrained models
     timings   wall-clock figures the extractor adds (reports/timings only: never in metrics or meta)
+    arrays    side arrays the extractor adds, one row per input, saved beside X in the feature file (VGG16's
+              block-4 `activations` for the fine_tune stage)
     """
 
     ids: Sequence[str]
@@ -66,6 +68,7 @@ class Context:
     n_jobs: int = 1
     weights: Any = None
     timings: dict = field(default_factory=dict)
+    arrays: dict = field(default_factory=dict)
 
     def fit_mask(self) -> np.ndarray | None:
         """Boolean mask of the rows a learned step may see (None = all)."""

@@ -197,6 +197,31 @@ def test_registry_dispatch_vgg16_random_init(images, tmp_path, no_network, empty
         deep.extract("vgg16", images, p, context(len(images), policy(weights_dir)))
 
 
+def test_vgg16_stores_its_block4_activations_beside_the_same_features(images, tmp_path, no_network,
+                                                                      empty_keras_cache):
+    """deep_features.vgg16.activations_at: the network runs as prefix then suffix — the features equal the whole
+    network's bit for bit — and the prefix's output (blocks 1-4: the input of block5_conv1) goes to ctx.arrays,
+    one row per image (what fine_tune@vgg16 reads instead of running blocks 1-4 again)."""
+    from fkstudy.errors import StudyError
+
+    weights = policy(tmp_path / "weights", random_ok=True)
+    raw = {"batch_size": 3, "input_size": 224, "precision": "float32", "variant": "gap"}
+    plain, with_acts = (R.IMAGE["vgg16"].params.model_validate({**raw, **extra})
+                        for extra in ({}, {"activations_at": "block5_conv1"}))
+    ctx0, ctx1 = context(len(images), weights, seed=5), context(len(images), weights, seed=5)
+    with pytest.warns(W.RandomInitWarning):
+        X0, rec0 = deep.extract("vgg16", images, plain, ctx0)
+    with pytest.warns(W.RandomInitWarning):
+        X1, rec1 = deep.extract("vgg16", images, with_acts, ctx1)
+    np.testing.assert_array_equal(X1, X0)
+    assert ctx0.arrays == {} and "activations_at" not in rec0 and rec1["activations_at"] == "block5_conv1"
+    acts = ctx1.arrays["activations"]
+    assert acts.shape == (4, SIZE // 16, SIZE // 16, 512) and acts.dtype == np.float32 and (acts >= 0).all()
+    bad = R.IMAGE["vgg16"].params.model_validate({**raw, "activations_at": "block9_conv1"})
+    with pytest.warns(W.RandomInitWarning), pytest.raises(StudyError, match="no layer 'block9_conv1' to cut at"):
+        deep.extract("vgg16", images, bad, context(len(images), weights, seed=5))
+
+
 def test_keras_random_init_is_labelled_deterministic_and_batch_invariant(images, tmp_path, no_network,
                                                                          empty_keras_cache):
     from fkstudy.image.keras_models import extract_keras

@@ -18,6 +18,7 @@ from fkstudy.train.params import TrainParams
 
 keras = pytest.importorskip("keras")
 from fkstudy.train import fine_tune as F  # noqa: E402
+from fkstudy.image.keras_models import split_at  # noqa: E402
 from fkstudy.train import keras_head  # noqa: E402
 
 # batches of 5: 12 train photos end in a partial batch
@@ -79,7 +80,7 @@ def test_the_cut_composes_back_to_the_backbone():
 
 def test_a_connection_across_the_cut_is_refused():
     b = tiny_backbone(skip=True)
-    with pytest.raises(StudyError, match="tiny: its frozen layers cannot be cached at the input of 'c2'"):
+    with pytest.raises(StudyError, match="tiny: its activations cannot be cut at the input of 'c2'"):
         F.split_frozen(b, keras_head.unfreeze_last(b, 1))
 
 
@@ -129,7 +130,7 @@ def test_fine_tune_stops_early_and_keeps_the_best_epoch():
 
 def test_train_sets_must_match_the_labels():
     b, head = tiny_backbone(), keras_head.build_head(4, 2, units=8)
-    with pytest.raises(ValueError, match="train_sets must be photo arrays of 12 rows"):
+    with pytest.raises(ValueError, match=r"train_sets must be photo \(or activation\) arrays of 12 rows"):
         F.fine_tune(b, head, Counting(), [photos(11)], np.zeros(12, int), photos(2), [0, 1], cfg(), seed=0)
 
 
@@ -184,6 +185,75 @@ def test_fine_tune_classifier_scores_val_and_test_with_the_tuned_model():
     with pytest.raises(ValueError, match="tiny: the finetuned variant trains a Keras backbone"):
         F.fine_tune_classifier("tiny", d, c, 0, head=head, load_backbone=None, preprocess=prep, images=images,
                                image_ids=image_ids, catalog=cat)
+
+
+def stored(images, image_ids, cat, aug, seed, n_views=2, cut="c2"):
+    """What deep_features and augment store for a tiny backbone cut at `cut`: (Cached, the two feature files'
+    arrays) — the prefix run over every photo and over the augment stage's views."""
+    prefix = split_at(tiny_backbone(), cut)[0]
+    prep = lambda x: x / 127.5 - 1.0  # noqa: E731
+    views, view_ids = augment.train_views(images, image_ids, set(cat.loc[cat["split"] == "train", "id"]),
+                                          aug.model_copy(update={"views": n_views}), seed)
+    return F.Cached(cut, F.activations(prefix, prep, images), np.asarray(image_ids),
+                    F.activations(prefix, prep, views), np.asarray(view_ids))
+
+
+def seeded_head():
+    keras.utils.set_random_seed(7)
+    return keras_head.build_head(4, 3, units=8)
+
+
+def test_stored_activations_give_the_same_model_without_running_the_frozen_part():
+    cat, X, ids, images, image_ids = world()
+    d = transfer.prepare(X, ids, cat, "finetuned")
+    c = cfg(epochs=3)
+    cached = stored(images, image_ids, cat, c.augment, seed=0)
+    runs = {}
+    for name, kw in (("photos", {}), ("stored", {"cached": cached})):
+        prep = Counting()
+        r = F.fine_tune_classifier("tiny", d, c, 0, head=seeded_head(),
+                                   load_backbone=tiny_backbone, preprocess=prep, images=images,
+                                   image_ids=image_ids, catalog=cat, **kw)
+        runs[name] = (r, prep.rows)
+    (a, rows_a), (b, rows_b) = runs["photos"], runs["stored"]
+    assert rows_a > 0 and rows_b == 0  # nothing through the frozen part: train, views, val and test were stored
+    assert b.timings["frozen_part_stored"] and not a.timings["frozen_part_stored"]
+    assert b.history["train_set"].tolist() == a.history["train_set"].tolist() == ["photos", "view0", "view1"]
+    pd.testing.assert_frame_equal(b.history, a.history, rtol=1e-5)
+    np.testing.assert_allclose(b.proba, a.proba, atol=1e-6)
+    assert b.val["log_loss"] == pytest.approx(a.val["log_loss"], abs=1e-6)
+    # stored at another cut, or without the views an epoch needs: the frozen part runs here, same result
+    for other in (stored(images, image_ids, cat, c.augment, seed=0, cut="c1"),
+                  F.Cached("c2", cached.photos, cached.photo_ids)):
+        prep = Counting()
+        r = F.fine_tune_classifier("tiny", d, c, 0, head=seeded_head(),
+                                   load_backbone=tiny_backbone, preprocess=prep, images=images,
+                                   image_ids=image_ids, catalog=cat, cached=other)
+        assert prep.rows == rows_a and not r.timings["frozen_part_stored"]
+        np.testing.assert_allclose(r.proba, a.proba, atol=1e-6)
+
+
+def test_load_cached_reads_the_stored_activations_and_checks_the_views(tmp_path):
+    cat, _, _, images, image_ids = world()
+    aug = cfg().augment
+    c = stored(images, image_ids, cat, aug, seed=3)
+    feats, views = tmp_path / "image_tiny.npz", tmp_path / "augmented_tiny.npz"
+    meta = {"sha256": "abc", "activations_at": "c2"}
+    files.save_features(feats, np.ones((len(image_ids), 4), np.float32), image_ids, meta, activations=c.photos)
+    vX = np.ones((len(c.view_ids), 4), np.float32)
+    files.save_features(views, vX, c.view_ids, {**meta, "augment": aug.model_dump(), "seed": 3},
+                        activations=c.views)
+    got = F.load_cached(feats, views, aug, seed=3)
+    assert got.cut == "c2" and got.photo_ids.tolist() == list(image_ids)
+    np.testing.assert_array_equal(got.photos, c.photos)
+    np.testing.assert_array_equal(got.views, c.views)
+    assert got.view_ids.tolist() == list(c.view_ids)
+    assert F.load_cached(feats, views, aug, seed=4).views is None  # other views: drawn again from the photos
+    assert F.load_cached(feats, tmp_path / "missing.npz", aug, seed=3).views is None
+    files.save_features(feats, np.ones((len(image_ids), 4), np.float32), image_ids, meta)
+    assert F.load_cached(feats, views, aug, seed=3) is None  # no activations stored: the frozen part runs
+    with pytest.raises(files.FeatureFileError, match="side array 'activations' must be float32 with 18 rows"):
+        files.save_features(feats, np.ones((18, 4), np.float32), image_ids, meta, activations=c.photos[:3])
 
 
 def test_the_start_head_is_the_saved_one_with_the_same_classes(tmp_path):

@@ -28,7 +28,7 @@ def extract_representation(name: str, kind: str, method_params, params, timings:
     meta = {"extractor": name, "params": method_params.model_dump(), "seed": params.seed, "weights": "none",
             "image_cache": {k: cache_meta.get(k) for k in ("size", "aspect", "jpeg_draft")},
             "input_size": int(size or cache_meta.get("size")), **info}
-    files.save_features(paths.features("image", name), X, ids, meta)
+    files.save_features(paths.features("image", name), X, ids, meta, **ctx.arrays)
     metrics = {"dim": int(X.shape[1]), "n_images": int(X.shape[0]),
                **{k: v for k, v in info.items() if isinstance(v, (bool, int, float, str))}}
     files.write_json(paths.metrics("image_features", name), metrics)

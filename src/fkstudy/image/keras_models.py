@@ -99,6 +99,27 @@ def load_backbone(method: str, policy: WeightsPolicy, seed: int = 0, size: int |
     return load_keras(method, (size, size), policy, seed=seed)
 
 
+def split_at(model, layer: str):
+    """(prefix, suffix): `model` cut at the input of its layer `layer` — prefix(x) the activations there,
+    suffix(prefix(x)) == model(x), the same layer objects. A layer the model lacks, or a connection across the
+    cut (EfficientNet's skip connections), is a StudyError."""
+    tensorflow()
+    import keras
+
+    from ..errors import StudyError
+
+    names = [lay.name for lay in model.layers]
+    if layer not in names:
+        raise StudyError(f"{model.name}: no layer {layer!r} to cut at (layers: {names[1:4]} ... {names[-3:]})")
+    cut = model.get_layer(layer).input
+    try:
+        return (keras.Model(model.input, cut, name=f"{model.name}_frozen"),
+                keras.Model(cut, model.output, name=f"{model.name}_tuned"))
+    except ValueError as exc:
+        raise StudyError(f"{model.name}: its activations cannot be cut at the input of {layer!r} "
+                         f"(a connection crosses the cut: {exc})") from None
+
+
 def keras_preprocess(method: str, settings=None) -> Callable[[np.ndarray], np.ndarray]:
     """The Backbone preprocess of a Keras entry: its keras.applications preprocess_input (float images in
     0..255, arrays or tensors); it reads no setting."""
@@ -110,20 +131,38 @@ def keras_preprocess(method: str, settings=None) -> Callable[[np.ndarray], np.nd
 
 def extract_keras(method: str, images: np.ndarray, *, batch_size: int = 32, variant: str = "gap",
                   policy: WeightsPolicy = WeightsPolicy(), n_jobs: int = 1, seed: int = 0,
-                  timings: dict | None = None, precision: str = "float32") -> tuple[np.ndarray, dict]:
+                  timings: dict | None = None, precision: str = "float32", activations_at: str | None = None,
+                  arrays: dict | None = None) -> tuple[np.ndarray, dict]:
     """Features of a keras.applications backbone, `preprocess_input` applied per batch (float32 features
-    whatever the compute precision)."""
+    whatever the compute precision). `activations_at`: the model runs as prefix then suffix (`split_at`, the
+    same features bit for bit) and the prefix's float32 outputs go to `arrays["activations"]`."""
     _applications(method)
     check_images(images)
     set_tf_threads(n_jobs)
     prep = keras_preprocess(method)
+    acts: list[np.ndarray] = []
+
+    def batch_fn(model):
+        if activations_at is None:
+            return lambda b: np.asarray(model.predict_on_batch(prep(b.astype(np.float32))), np.float32)
+        prefix, suffix = split_at(model, activations_at)
+
+        def through_prefix(b):
+            acts.append(np.asarray(prefix.predict_on_batch(prep(b.astype(np.float32))), np.float32))
+            return np.asarray(suffix.predict_on_batch(acts[-1]), np.float32)
+        return through_prefix
+
     X, rec = timed_extract(
-        images, batch_size,
-        lambda: load_keras(method, tuple(images.shape[1:3]), policy, variant, seed, precision),
-        lambda model: lambda b: np.asarray(model.predict_on_batch(prep(b.astype(np.float32))), np.float32), timings)
+        images, batch_size, lambda: load_keras(method, tuple(images.shape[1:3]), policy, variant, seed, precision),
+        batch_fn, timings)
     rec.update({"extractor": method, "framework": "keras", "variant": variant, "dim": int(X.shape[1]),
                 "batch_size": batch_size, "preprocess": f"keras.applications.{_applications(method)[1]}"
                 ".preprocess_input", "precision": precision})
+    if activations_at is not None:
+        if arrays is None:
+            raise ValueError("activations_at needs an `arrays` dict to put the activations in")
+        arrays["activations"] = np.concatenate(acts)
+        rec["activations_at"] = activations_at
     return X, rec
 
 
@@ -131,7 +170,8 @@ def _run(method: str):
     def run(images: np.ndarray, p, ctx) -> tuple[np.ndarray, dict]:
         return extract_keras(method, images, batch_size=p.batch_size, variant=getattr(p, "variant", "gap"),
                              policy=ctx.weights, n_jobs=ctx.n_jobs, seed=ctx.seed, timings=ctx.timings,
-                             precision=p.precision)
+                             precision=p.precision, activations_at=getattr(p, "activations_at", None),
+                             arrays=ctx.arrays)
     run.__name__ = method
     return run
 

@@ -62,6 +62,7 @@ class KerasParams(DeepParams):
 
 class VGG16Params(KerasParams):
     variant: Literal["gap", "flatten"]
+    activations_at: str | None = None   # also store the activations at this layer's input (fine_tune reads them)
 
 
 class LiteParams(DeepParams):
