@@ -19,7 +19,6 @@ import shutil
 import sys
 from pathlib import Path
 
-
 from .files import write_text
 from .params import dvc_yaml
 from .pipeline import stages as defined_stages

@@ -231,14 +231,22 @@ def view_sets(images, image_ids, ids_train, catalog: pd.DataFrame, aug, seed: in
     from ..image import augment
 
     n_views = min(n_sets - 1, aug.views)
-    sets, names = [images[row_index(image_ids, ids_train, "image cache")]], ["photos"]
-    if n_views > 0:
-        views, view_ids = augment.train_views(images, image_ids, split_ids(catalog, "train"),
-                                              aug.model_copy(update={"views": n_views}), seed)
-        for k in range(n_views):
-            wanted = [f"{i}#{k}" for i in np.asarray(ids_train).tolist()]
-            sets.append(views[row_index(np.asarray(view_ids), wanted, "augmented views")])
-            names.append(f"view{k}")
+    photos = images[row_index(image_ids, ids_train, "image cache")]
+    if n_views <= 0:
+        return [photos], ["photos"]
+    views, view_ids = augment.train_views(images, image_ids, split_ids(catalog, "train"),
+                                          aug.model_copy(update={"views": n_views}), seed)
+    return with_views(photos, views, view_ids, ids_train, n_views, "augmented views")
+
+
+def with_views(photos, views, view_ids, ids_train, n_views: int, where: str):
+    """(sets, names): `photos` (aligned with ids_train) then, for k < n_views, the rows of `views` whose id is
+    "<train id>#<k>" — the augment stage's view ids."""
+    sets, names = [photos], ["photos"]
+    for k in range(n_views):
+        wanted = [f"{i}#{k}" for i in np.asarray(ids_train).tolist()]
+        sets.append(views[row_index(np.asarray(view_ids), wanted, where)])
+        names.append(f"view{k}")
     return sets, names
 
 
@@ -270,11 +278,8 @@ def fine_tune_classifier(backbone: str, d: TrainData, cfg, seed: int, *, head, l
         inputs = lambda ids_: images[row_index(image_ids, ids_, "image cache")]  # noqa: E731
     else:
         inputs = lambda ids_: cached.photos[row_index(cached.photo_ids, ids_, "stored activations")]  # noqa: E731
-        sets, names = [inputs(s.ids_train)], ["photos"]
-        for k in range(n_sets - 1):
-            wanted = [f"{i}#{k}" for i in np.asarray(s.ids_train).tolist()]
-            sets.append(cached.views[row_index(cached.view_ids, wanted, "stored view activations")])
-            names.append(f"view{k}")
+        sets, names = with_views(inputs(s.ids_train), cached.views, cached.view_ids, s.ids_train, n_sets - 1,
+                                 "stored view activations")
     timings = {"views_seconds": time.perf_counter() - t1, "frozen_part_stored": cached is not None}
     r = fine_tune(model, head, preprocess, sets, to_index(s.y_train, classes), inputs(s.ids_val),
                   to_index(s.y_val, classes), cfg, seed, names)
