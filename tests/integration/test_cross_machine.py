@@ -12,6 +12,9 @@ Simulated machines, each compared with "here":
   threads1   n_jobs 1 instead of 2 (a machine whose stage ran with another thread count)
   avx512vnni a CPU without AMX / AVX512-BF16 / AVX512-FP16, through the libraries' own caps
              (ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS, NPY_DISABLE_CPU_FEATURES)
+  opencv_sse a CPU whose OpenCV dispatches below SSE4.1 (OPENCV_CPU_DISABLE; the classical extractors only):
+             image_features@ runs OpenCV at its baseline SIMD (stages/image_features.py opencv_setup), so
+             the SSE4.1 / AVX2 / AVX-512 loops OpenCV picks elsewhere must not show in the features
   skx, hsw   a Skylake-SP (AVX-512, no VNNI) and a Haswell (AVX2 only; only under the "avx2" tier, the
              default "avx512" tier promises AVX-512 machines) through CPUID faulting: a small
              LD_PRELOAD library (compiled here with cc) makes every CPUID the process executes answer
@@ -73,12 +76,15 @@ MACHINES: dict[str, dict] = {
     "threads1": {},
     "avx512vnni": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI", "MKL_ENABLE_INSTRUCTIONS": "AVX512_E1",
                    "NPY_DISABLE_CPU_FEATURES": "AVX512_ICL AVX512_SPR"},
+    "opencv_sse": {"OPENCV_CPU_DISABLE": "SSE4.1,SSE4.2,POPCNT,AVX,FP16,FMA3,AVX2"},
     "skx": {"FAKECPUID": "skx"},
     "hsw": {"FAKECPUID": "hsw"},
 }
 # An AVX2-only CPU is inside the guarantee of the "avx2" tier only
 if numerics.DEFAULT_TIER != "avx2":
     del MACHINES["hsw"]
+# machines that only the classical extractors can tell apart from "here" run the "cpu" group only
+ONLY_GROUPS = {"opencv_sse": ["cpu"]}
 EXPECTED = {"avx2": {"torch": "AVX2", "openblas": "Haswell"},
             "avx512": {"torch": "AVX512", "openblas": "SkylakeX"}}[numerics.DEFAULT_TIER]
 
@@ -99,6 +105,9 @@ seed_everything(params["seed"])
 images = np.load(inputs / "images.npy")
 texts = json.loads((inputs / "texts.json").read_text())
 probe = {"numerics": numerics.describe()}
+if any(n in ("classical", "sift_bovw") for n in group.split(",")):
+    from image_features import opencv_setup  # how stage image_features@ runs OpenCV
+    opencv_setup()
 for name in group.split(","):
     if name in ("tfidf", "use", "bert"):
         from fkstudy.text.registry import TEXT
@@ -123,6 +132,7 @@ if "torch" in sys.modules:
 if "cv2" in sys.modules:
     import cv2
     probe["opencv_ipp"] = bool(cv2.ipp.useIPP())
+    probe["opencv_optimized"] = bool(cv2.useOptimized())
 if "tensorflow" in sys.modules:
     from tensorflow.python.util import _pywrap_util_port
     probe["tf_onednn"] = bool(_pywrap_util_port.IsMklEnabled())
@@ -254,6 +264,8 @@ def runs(tmp_path_factory) -> dict:
             continue
         out[machine] = tmp / machine
         for group, names in GROUPS.items():
+            if group not in ONLY_GROUPS.get(machine, GROUPS):
+                continue
             (tmp / machine / group).mkdir(parents=True)
             jobs.append((machine, group, names, stage_env(spec, fake_lib)))
 
@@ -281,6 +293,8 @@ def _features(runs: dict, machine: str, name: str) -> np.ndarray:
 def test_features_identical_across_machines(runs, name, machine):
     if isinstance(runs[machine], str):
         pytest.skip(runs[machine])
+    if machine in ONLY_GROUPS and not any(name in GROUPS[g] for g in ONLY_GROUPS[machine]):
+        pytest.skip(f"{machine} changes nothing {name} runs")
     here, there = _features(runs, "here", name), _features(runs, machine, name)
     assert here.shape == there.shape
     if (name, machine) in BOUNDED:
@@ -298,14 +312,16 @@ def test_pins_took_effect(runs, machine):
     """The pinned code paths are the ones the libraries report using (on every simulated machine)."""
     if isinstance(runs[machine], str):
         pytest.skip(runs[machine])
-    probes = {g: json.loads((runs[machine] / g / "probe.json").read_text()) for g in GROUPS}
+    probes = {g: json.loads((runs[machine] / g / "probe.json").read_text()) for g in ONLY_GROUPS.get(machine, GROUPS)}
     for g, probe in probes.items():
         differs = set(probe["numerics"]["differs"]) - set(numerics.PRESET_WINS)
         assert probe["numerics"]["mode"] == numerics.DEFAULT_TIER and not differs, (g, probe["numerics"])
         assert "AVX512_SPR" not in probe["numpy_simd"], (g, probe["numpy_simd"])
+    assert probes["cpu"]["opencv_ipp"] is False and probes["cpu"]["opencv_optimized"] is False
+    if machine in ONLY_GROUPS:
+        return
     if numerics.DEFAULT_TIER == "avx2":
         assert probes["torch"]["torch_capability"] == EXPECTED["torch"]
-    assert probes["cpu"]["opencv_ipp"] is False
     assert probes["tf"]["tf_onednn"] is True
     if "OPENBLAS_CORETYPE" not in os.environ:  # a preset core type wins (numerics.PRESET_WINS)
         assert probes["cpu"]["openblas"] == [EXPECTED["openblas"]], probes["cpu"]["openblas"]
