@@ -105,7 +105,8 @@ seed_everything(params["seed"])
 images = np.load(inputs / "images.npy")
 texts = json.loads((inputs / "texts.json").read_text())
 probe = {"numerics": numerics.describe()}
-if any(n in ("classical", "sift_bovw") for n in group.split(",")):
+from fkstudy.image.registry import IMAGE
+if set(group.split(",")) & set(IMAGE.names("classical")):
     from image_features import opencv_setup  # how stage image_features@ runs OpenCV
     opencv_setup()
 for name in group.split(","):
@@ -114,7 +115,6 @@ for name in group.split(","):
         entry, section, data, ids = TEXT[name], "text_features", texts, [f"t{i}" for i in range(len(texts))]
         weights = None
     else:
-        from fkstudy.image.registry import IMAGE
         from fkstudy.image.weights import WeightsPolicy
         entry = IMAGE[name]
         section = "deep_features" if entry.kind == "deep" else "image_features"
